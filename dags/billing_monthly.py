@@ -1,0 +1,51 @@
+"""Monthly billing: on the 1st (Asia/Tokyo) bill the month just closed, export finance's CSV, send invoices."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+from cloudbackup import tasks
+
+with DAG(
+    dag_id="billing_monthly",
+    description="Invoices for the billing month just closed, month-end CSV, invoice emails",
+    doc_md="""
+### Monthly billing (terms art. 20–26)
+Runs at 06:00 Asia/Tokyo on the 1st of each month for the month its **data interval** covers (the month
+just closed), never for "now": re-running an old run re-bills that old month, and changes nothing
+that was already issued.
+
+1. `issue_invoices` — one invoice per customer with anything due, numbered at issue, notice queued
+2. `export_month_csv` — finance's `invoices-YYYY-MM.csv` (UTF-8 with BOM) in `$CLOUDBACKUP_EXPORT_DIR`
+3. `deliver_notices` — sends queued notices over the `cloudbackup_smtp` connection; failures wait
+""",
+    schedule=CronDataIntervalTimetable("0 6 1 * *", timezone="Asia/Tokyo"),
+    start_date=datetime(2026, 1, 1, tzinfo=tasks.TOKYO),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "finance-ops", "retries": 3, "retry_delay": timedelta(minutes=10)},
+    tags=["billing"],
+):
+
+    @task
+    def billing_month(data_interval_start: datetime | None = None) -> str:
+        return str(tasks.billing_month_for(data_interval_start))
+
+    @task
+    def issue_invoices(month: str) -> dict:
+        return tasks.issue_invoices(month)
+
+    @task
+    def export_month_csv(month: str) -> str:
+        return tasks.export_month_csv(month)
+
+    @task
+    def deliver_notices() -> dict:
+        return tasks.deliver_notices()
+
+    month = billing_month()
+    issued = issue_invoices(month)
+    exported = export_month_csv(month)
+    issued >> exported >> deliver_notices()

@@ -1,0 +1,1 @@
+"""cloudbackup: per-customer SFTP→S3 backups, capacity and collection-error notices, monthly billing."""

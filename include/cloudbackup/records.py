@@ -1,0 +1,76 @@
+"""Backup-run records in the project's database: runs, collection errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cloudbackup.db import insert_returning_id, to_db_time, utcnow
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    SUCCEEDED_WITH_ERRORS = "succeeded_with_errors"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class CollectionError:
+    """A file the run could not collect, and why (art. 17(2), 18(2))."""
+
+    path: str
+    reason: str
+    detail: str = ""
+
+
+def start_run(engine: Engine, customer_id: str, run_key: str) -> int:
+    """Open (or, on an Airflow retry, reopen) the record of one run; returns its id."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.text("SELECT id FROM backup_runs WHERE customer_id = :c AND run_key = :k"),
+                           {"c": customer_id, "k": run_key}).first()
+        if row:
+            # A retry starts over: the errors of the failed attempt are not this attempt's.
+            conn.execute(sa.text("DELETE FROM collection_errors WHERE backup_run_id = :r"), {"r": row.id})
+            conn.execute(sa.text("UPDATE backup_runs SET status = :s, started_at = :t, finished_at = NULL, "
+                                 "files_collected = 0, bytes_collected = 0, collection_error_count = 0, "
+                                 "skip_reason = NULL WHERE id = :r"),
+                         {"s": RunStatus.RUNNING, "t": to_db_time(utcnow()), "r": row.id})
+            return int(row.id)
+        return insert_returning_id(
+            conn,
+            "INSERT INTO backup_runs (customer_id, run_key, status, started_at) VALUES (:c, :k, :s, :t)",
+            {"c": customer_id, "k": run_key, "s": RunStatus.RUNNING, "t": to_db_time(utcnow())})
+
+
+def finish_run(engine: Engine, run_id: int, customer_id: str, *, files: int, bytes_: int,
+               errors: list[CollectionError], stored_bytes: int | None,
+               status: RunStatus | None = None, skip_reason: str | None = None) -> RunStatus:
+    """Close the run with its collection errors in one transaction; returns the final status."""
+    final = status or (RunStatus.SUCCEEDED_WITH_ERRORS if errors else RunStatus.SUCCEEDED)
+    now = to_db_time(utcnow())
+    with engine.begin() as conn:
+        if errors:
+            conn.execute(
+                sa.text("INSERT INTO collection_errors (backup_run_id, customer_id, path, reason, detail, "
+                        "recorded_at) VALUES (:r, :c, :p, :reason, :d, :t)"),
+                [{"r": run_id, "c": customer_id, "p": e.path, "reason": e.reason, "d": e.detail, "t": now}
+                 for e in errors])
+        conn.execute(sa.text("UPDATE backup_runs SET status = :s, finished_at = :t, files_collected = :f, "
+                             "bytes_collected = :b, collection_error_count = :n, stored_bytes = :sb, "
+                             "skip_reason = :sr WHERE id = :r"),
+                     {"s": final, "t": now, "f": files, "b": bytes_, "n": len(errors), "sb": stored_bytes,
+                      "sr": skip_reason, "r": run_id})
+    return final
+
+
+def record_skipped(engine: Engine, customer_id: str, run_key: str, reason: str) -> int:
+    """A run not collected (suspension, maintenance): recorded, never caught up later (art. 18(3))."""
+    run_id = start_run(engine, customer_id, run_key)
+    finish_run(engine, run_id, customer_id, files=0, bytes_=0, errors=[], stored_bytes=None,
+               status=RunStatus.SKIPPED, skip_reason=reason)
+    return run_id
