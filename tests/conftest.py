@@ -29,6 +29,7 @@ os.environ.update({
 })
 
 import sqlalchemy as sa  # noqa: E402
+
 from cloudbackup import db, devstack  # noqa: E402
 
 PG_HOST = os.environ.get("CLOUDBACKUP_TEST_PG_HOST", "127.0.0.1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+
 from cloudbackup import db
 
 TABLES = {"backup_runs", "collection_errors", "capacity_events", "invoices", "invoice_lines", "notices",

@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+
 from cloudbackup.catalog import load_catalog
 from cloudbackup.registry import load_customer, load_registry
 from conftest import ROOT, customer_yaml

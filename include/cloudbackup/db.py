@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +15,9 @@ from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "sql" / "migrations"
+# sql/migrations of the checkout; an installed package (the Docker image) is told where they are.
+MIGRATIONS_DIR = Path(os.environ.get("CLOUDBACKUP_MIGRATIONS_DIR",
+                                     Path(__file__).resolve().parents[2] / "sql" / "migrations"))
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 # Placeholders in sql/migrations/*.sql, so one file serves both dialects.

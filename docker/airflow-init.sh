@@ -1,0 +1,20 @@
+#!/bin/bash
+# One-shot set-up for the compose stack: Airflow DB, the project DB and its migrations, connections.
+set -euo pipefail
+airflow db migrate
+python - <<'PY'
+import psycopg
+with psycopg.connect("postgresql://airflow:airflow@postgres/airflow", autocommit=True) as c:
+    if not c.execute("SELECT 1 FROM pg_database WHERE datname = 'cloudbackup'").fetchone():
+        c.execute("CREATE DATABASE cloudbackup")
+PY
+cloudbackup db migrate
+host_key="$(cut -d' ' -f1,2 /keys/ssh_host_ed25519_key.pub)"
+for conn in sftp_demo_tanaka sftp_demo_globex; do
+  airflow connections delete "$conn" >/dev/null 2>&1 || true
+  airflow connections add "$conn" --conn-json "$(python -c '
+import json, sys
+print(json.dumps({"conn_type": "sftp", "host": "sftp-demo", "port": 22, "login": "root",
+                  "extra": {"key_file": "/keys/client_ed25519", "host_key": sys.argv[1]}}))' "$host_key")"
+done
+echo "airflow-init done"
