@@ -97,6 +97,9 @@ def registry_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (d / "customers").mkdir(parents=True)
     (d / "catalog.yaml").write_text((ROOT / "dags" / "registry" / "catalog.yaml").read_text(encoding="utf-8"),
                                     encoding="utf-8")
+    # The operator settings (invoice issuer, sales agents) are copied in too: billing needs them.
+    (d / "operator.yaml").write_text((ROOT / "dags" / "registry" / "operator.yaml").read_text(encoding="utf-8"),
+                                     encoding="utf-8")
     monkeypatch.setenv("CLOUDBACKUP_REGISTRY_DIR", str(d))
     monkeypatch.setenv("CLOUDBACKUP_EXPORT_DIR", str(tmp_path / "exports"))
     return d
