@@ -1,0 +1,270 @@
+"""Operations console web app: FastAPI routes behind Airflow's auth, server-rendered Jinja2 pages."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from sqlalchemy.engine import Engine
+
+from cloudbackup import console, invoices, settings
+from cloudbackup.billing import BillingMonth
+from cloudbackup.catalog import GB, Catalog, load_catalog
+from cloudbackup.console import TOKYO, CustomerDetail, FleetRow
+from cloudbackup.db import utcnow
+from cloudbackup.notices import yen
+from cloudbackup.registry import Customer, Registry, load_registry
+
+PREFIX = "/cloudbackup"
+BILLING_DAG_ID = "billing_monthly"
+RESTORE_DAG_ID = "restore"
+DB_CONN_ID = os.environ.get("CLOUDBACKUP_DB_CONN_ID", "cloudbackup_db")
+
+
+# ---- formatting ----------------------------------------------------------------------------------------
+
+def human_bytes(value: int | None) -> str:
+    """Decimal units, as contract capacity is sold (art. 6): 1 GB = 10^9 bytes."""
+    if value is None:
+        return "—"
+    for unit, size in (("TB", 10**12), ("GB", GB), ("MB", 10**6), ("kB", 10**3)):
+        if abs(value) >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value} B"
+
+
+def tokyo(moment: datetime | None) -> str:
+    return moment.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M JST") if moment else "—"
+
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("cloudbackup", "templates"), undefined=StrictUndefined,
+                      autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(bytes=human_bytes, tokyo=tokyo, yen=yen)
+    env.globals.update(prefix=PREFIX, restore_dag_id=RESTORE_DAG_ID, near=console.NEAR_CAPACITY_PERCENT)
+    return env
+
+
+ENV = _environment()
+
+
+# ---- capacity chart (inline SVG geometry) --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    points: str                 # SVG polyline "x,y x,y …"
+    capacity_y: float | None    # the contract capacity line
+    top_label: str
+    first_label: str
+    last_label: str
+    markers: tuple[tuple[float, float, str], ...]   # capacity events: x, y, title
+
+
+def capacity_chart(detail: CustomerDetail, now: datetime, days: int = 365,
+                   width: int = 760, height: int = 220) -> Chart:
+    """Stored bytes over the last `days`, scaled to an SVG box, with the contract capacity line."""
+    pad = 8
+    start = now - timedelta(days=days)
+    capacity = detail.row.contract_capacity_bytes or None
+    peak = max([p.stored_bytes for p in detail.capacity] + [capacity or 0, 1])
+    top = peak * 1.1
+    span = (now - start).total_seconds()
+
+    def x(at: datetime) -> float:
+        return round(pad + (width - 2 * pad) * max(0.0, (at - start).total_seconds()) / span, 1)
+
+    def y(value: int) -> float:
+        return round(height - pad - (height - 2 * pad) * value / top, 1)
+
+    points = " ".join(f"{x(p.at)},{y(p.stored_bytes)}" for p in detail.capacity)
+    markers = tuple((x(e.recorded_at), y(e.stored_bytes), f"{e.threshold_percent}% at {tokyo(e.recorded_at)}")
+                    for e in detail.capacity_events if e.recorded_at >= start)
+    return Chart(width, height, points, y(capacity) if capacity else None, human_bytes(int(top)),
+                 tokyo(start)[:10], tokyo(now)[:10], markers)
+
+
+# ---- page rendering (pure: data in, HTML out) ----------------------------------------------------------
+
+FLEET_PARAMS = ("sort", "dir", "q", "state", "status", "attention")
+FLEET_COLUMNS = (("name", "Customer"), ("status", "Last run"), ("errors", "Collection errors"),
+                 ("capacity", "Stored / contract"), ("next_run", "Next run"), ("notices", "Notices"))
+
+
+def render_fleet(rows: list[FleetRow], *, total: int, params: dict[str, str], registry_errors: list[str],
+                 now: datetime) -> str:
+    def sort_link(key: str) -> str:
+        descending = params.get("sort") == key and params.get("dir") != "desc"
+        query = {**{k: v for k, v in params.items() if v}, "sort": key, "dir": "desc" if descending else "asc"}
+        return f"{PREFIX}/?{urlencode(query)}"
+    return ENV.get_template("console/fleet.html.j2").render(
+        rows=rows, total=total, params=params, columns=FLEET_COLUMNS, sort_link=sort_link,
+        registry_errors=registry_errors, now=now, title="Fleet")
+
+
+def render_customer(detail: CustomerDetail, customer: Customer, now: datetime) -> str:
+    return ENV.get_template("console/customer.html.j2").render(
+        d=detail, row=detail.row, customer=customer, chart=capacity_chart(detail, now), now=now,
+        title=customer.name)
+
+
+def render_finance(months: list[console.MonthSummary], selected: str | None,
+                   month_invoices: list[console.InvoiceRow], names: dict[str, str]) -> str:
+    return ENV.get_template("console/finance.html.j2").render(
+        months=months, selected=selected, invoices=month_invoices, names=names, csv_files=CSV_FILES,
+        title="Finance")
+
+
+def render_invoice(invoice: console.InvoiceRow, lines: list[console.InvoiceLineRow], name: str) -> str:
+    return ENV.get_template("console/invoice.html.j2").render(invoice=invoice, lines=lines, name=name,
+                                                              title=invoice.invoice_number or "Invoice")
+
+
+CSV_FILES = ("invoices", "invoice-lines")     # finance's month-end files, as the billing DAG names them
+
+
+def month_csvs(engine: Engine, month: BillingMonth) -> dict[str, bytes]:
+    """Finance's month-end files, generated from the DB by the billing DAG's own writer (same bytes)."""
+    with tempfile.TemporaryDirectory(prefix="cloudbackup-csv-") as tmp:
+        paths = invoices.write_month_csvs(engine, month, Path(tmp))
+        return {p.name: p.read_bytes() for p in paths}
+
+
+# ---- the imperative shell: registry cache, engine, FastAPI app ------------------------------------------
+
+class RegistryCache:
+    """The registry re-read only when a customer file changes (1,000 YAML files take most of a second)."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._value: tuple[Registry, Catalog] | None = None
+
+    def get(self, directory: Path) -> tuple[Registry, Catalog]:
+        files = sorted((directory / "customers").glob("*.y*ml")) + [directory / "catalog.yaml"]
+        key = (str(directory), tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+        if key != self._key or self._value is None:
+            self._value = (load_registry(directory), load_catalog(directory / "catalog.yaml"))
+            self._key = key
+        return self._value
+
+
+REGISTRY = RegistryCache()
+
+
+def project_engine() -> Engine:
+    """The project's DB from the `cloudbackup_db` Airflow connection (env, secrets backend or metadata DB)."""
+    from airflow.models.connection import Connection
+
+    from cloudbackup import db
+
+    c = Connection.get_connection_from_secrets(DB_CONN_ID)
+    url = db.url_from_connection(c.conn_type, c.host, c.port, c.login, c.password, c.schema)
+    return db.engine_for(url.render_as_string(hide_password=False))
+
+
+def fleet_html(engine: Engine, registry_dir: Path, params: dict[str, str], now: datetime | None = None) -> str:
+    """The fleet page as served (registry, 3 queries, sort/filter, render); the benchmark times this."""
+    now = now or utcnow()
+    params = {k: params.get(k, "") for k in FLEET_PARAMS}
+    registry, catalog = REGISTRY.get(registry_dir)
+    rows = console.fleet(engine, registry.customers, catalog, now)
+    shown = console.sort_and_filter(rows, sort=params.get("sort", "name"), query=params.get("q", ""),
+                                    state=params.get("state", ""), status=params.get("status", ""),
+                                    attention=params.get("attention") == "1", descending=params.get("dir") == "desc")
+    return render_fleet(shown, total=len(rows), params=params, now=now,
+                        registry_errors=[str(e) for e in registry.errors])
+
+
+def create_app() -> Any:
+    """The FastAPI app the plugin mounts at PREFIX; every route needs a logged-in Airflow user."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+    from airflow.api_fastapi.core_api.security import (
+        GetUserDep,
+        requires_access_dag,
+        requires_authenticated,
+    )
+    from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi.responses import HTMLResponse, Response
+
+    app = FastAPI(title="cloudbackup console", dependencies=[Depends(requires_authenticated())],
+                  docs_url=None, redoc_url=None, openapi_url=None)
+
+    def may_read_customer(request: Request, user: GetUserDep) -> None:
+        # A customer's page shows what its backup DAG does: the same read permission applies.
+        dag_id = f"backup_{request.path_params['customer_id'].replace('-', '_')}"
+        if not get_auth_manager().is_authorized_dag(method="GET", details=DagDetails(id=dag_id), user=user):
+            raise HTTPException(403, "Forbidden")
+
+    # Finance pages and downloads: whoever may operate the billing DAG (simple auth manager: user, op, admin;
+    # not viewer). Other auth managers grant it per DAG (e.g. FAB "can edit on DAG:billing_monthly").
+    finance_access = Depends(requires_access_dag("PUT", param_dag_id=BILLING_DAG_ID))
+
+    def state() -> tuple[Registry, Catalog, Engine]:
+        registry, catalog = REGISTRY.get(settings.registry_dir())
+        return registry, catalog, project_engine()
+
+    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(requires_access_dag("GET"))])
+    def fleet_page(request: Request) -> str:
+        return fleet_html(project_engine(), settings.registry_dir(), dict(request.query_params))
+
+    @app.get("/customers/{customer_id}", response_class=HTMLResponse, dependencies=[Depends(may_read_customer)])
+    def customer_page(customer_id: str) -> str:
+        registry, catalog, engine = state()
+        try:
+            customer = registry.get(customer_id)
+        except KeyError:
+            raise HTTPException(404, f"no customer {customer_id!r} in the registry") from None
+        now = utcnow()
+        return render_customer(console.customer_detail(engine, customer, catalog, now), customer, now)
+
+    @app.get("/finance", response_class=HTMLResponse, dependencies=[finance_access])
+    def finance_page(month: str = "") -> str:
+        registry, _, engine = state()
+        months = console.billing_months(engine)
+        selected = month or (months[0].billing_month if months else None)
+        if selected:
+            _month(selected)
+        listed = console.month_invoices(engine, selected) if selected else []
+        return render_finance(months, selected, listed, {c.id: c.name for c in registry.customers})
+
+    @app.get("/finance/csv/{filename}", dependencies=[finance_access])
+    def month_download(filename: str) -> Response:
+        match = re.fullmatch(rf"({'|'.join(CSV_FILES)})-(\d{{4}}-\d{{2}})\.csv", filename)
+        if not match:
+            raise HTTPException(404, f"no month-end file {filename!r}")
+        _, _, engine = state()
+        body = month_csvs(engine, _month(match.group(2))).get(filename)
+        if body is None:
+            raise HTTPException(404, f"no month-end file {filename!r}")
+        return Response(body, media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    @app.get("/finance/invoices/{invoice_number}", response_class=HTMLResponse, dependencies=[finance_access])
+    def invoice_page(invoice_number: str) -> str:
+        registry, _, engine = state()
+        found = console.invoice_detail(engine, invoice_number)
+        if found is None:
+            raise HTTPException(404, f"no invoice {invoice_number!r}")
+        invoice, lines = found
+        names = {c.id: c.name for c in registry.customers}
+        return render_invoice(invoice, lines, names.get(invoice.customer_id, ""))
+
+    return app
+
+
+def _month(text: str) -> BillingMonth:
+    from fastapi import HTTPException
+
+    try:
+        return BillingMonth.parse(text)
+    except ValueError as exc:
+        raise HTTPException(404, str(exc)) from None
