@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, get_parsing_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.timetables.trigger import CronTriggerTimetable
+
 from cloudbackup import settings, tasks
 from cloudbackup.registry import Customer, load_registry
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
 from cloudbackup import devstack
 from cloudbackup.storage import ObjectStore
 from conftest import ROOT, customer_yaml
