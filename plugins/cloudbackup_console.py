@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from cloudbackup.console_web import PREFIX, create_app
+from cloudbackup.console_app import create_app
+from cloudbackup.console_web import PREFIX
 
 
 class CloudbackupConsolePlugin(AirflowPlugin):

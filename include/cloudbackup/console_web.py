@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import re
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy.engine import Engine
 
-from cloudbackup import console, invoices, settings
+from cloudbackup import console, invoices
 from cloudbackup.billing import BillingMonth
 from cloudbackup.catalog import GB, Catalog, load_catalog
 from cloudbackup.console import TOKYO, CustomerDetail, FleetRow
@@ -25,7 +22,6 @@ from cloudbackup.registry import Customer, Registry, load_registry
 PREFIX = "/cloudbackup"
 BILLING_DAG_ID = "billing_monthly"
 RESTORE_DAG_ID = "restore"
-DB_CONN_ID = os.environ.get("CLOUDBACKUP_DB_CONN_ID", "cloudbackup_db")
 
 
 # ---- formatting ----------------------------------------------------------------------------------------
@@ -159,17 +155,6 @@ class RegistryCache:
 REGISTRY = RegistryCache()
 
 
-def project_engine() -> Engine:
-    """The project's DB from the `cloudbackup_db` Airflow connection (env, secrets backend or metadata DB)."""
-    from airflow.models.connection import Connection
-
-    from cloudbackup import db
-
-    c = Connection.get_connection_from_secrets(DB_CONN_ID)
-    url = db.url_from_connection(c.conn_type, c.host, c.port, c.login, c.password, c.schema)
-    return db.engine_for(url.render_as_string(hide_password=False))
-
-
 def fleet_html(engine: Engine, registry_dir: Path, params: dict[str, str], now: datetime | None = None) -> str:
     """The fleet page as served (registry, 3 queries, sort/filter, render); the benchmark times this."""
     now = now or utcnow()
@@ -181,90 +166,3 @@ def fleet_html(engine: Engine, registry_dir: Path, params: dict[str, str], now: 
                                     attention=params.get("attention") == "1", descending=params.get("dir") == "desc")
     return render_fleet(shown, total=len(rows), params=params, now=now,
                         registry_errors=[str(e) for e in registry.errors])
-
-
-def create_app() -> Any:
-    """The FastAPI app the plugin mounts at PREFIX; every route needs a logged-in Airflow user."""
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
-    from airflow.api_fastapi.core_api.security import (
-        GetUserDep,
-        requires_access_dag,
-        requires_authenticated,
-    )
-    from fastapi import Depends, FastAPI, HTTPException, Request
-    from fastapi.responses import HTMLResponse, Response
-
-    app = FastAPI(title="cloudbackup console", dependencies=[Depends(requires_authenticated())],
-                  docs_url=None, redoc_url=None, openapi_url=None)
-
-    def may_read_customer(request: Request, user: GetUserDep) -> None:
-        # A customer's page shows what its backup DAG does: the same read permission applies.
-        dag_id = f"backup_{request.path_params['customer_id'].replace('-', '_')}"
-        if not get_auth_manager().is_authorized_dag(method="GET", details=DagDetails(id=dag_id), user=user):
-            raise HTTPException(403, "Forbidden")
-
-    # Finance pages and downloads: whoever may operate the billing DAG (simple auth manager: user, op, admin;
-    # not viewer). Other auth managers grant it per DAG (e.g. FAB "can edit on DAG:billing_monthly").
-    finance_access = Depends(requires_access_dag("PUT", param_dag_id=BILLING_DAG_ID))
-
-    def state() -> tuple[Registry, Catalog, Engine]:
-        registry, catalog = REGISTRY.get(settings.registry_dir())
-        return registry, catalog, project_engine()
-
-    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(requires_access_dag("GET"))])
-    def fleet_page(request: Request) -> str:
-        return fleet_html(project_engine(), settings.registry_dir(), dict(request.query_params))
-
-    @app.get("/customers/{customer_id}", response_class=HTMLResponse, dependencies=[Depends(may_read_customer)])
-    def customer_page(customer_id: str) -> str:
-        registry, catalog, engine = state()
-        try:
-            customer = registry.get(customer_id)
-        except KeyError:
-            raise HTTPException(404, f"no customer {customer_id!r} in the registry") from None
-        now = utcnow()
-        return render_customer(console.customer_detail(engine, customer, catalog, now), customer, now)
-
-    @app.get("/finance", response_class=HTMLResponse, dependencies=[finance_access])
-    def finance_page(month: str = "") -> str:
-        registry, _, engine = state()
-        months = console.billing_months(engine)
-        selected = month or (months[0].billing_month if months else None)
-        if selected:
-            _month(selected)
-        listed = console.month_invoices(engine, selected) if selected else []
-        return render_finance(months, selected, listed, {c.id: c.name for c in registry.customers})
-
-    @app.get("/finance/csv/{filename}", dependencies=[finance_access])
-    def month_download(filename: str) -> Response:
-        match = re.fullmatch(rf"({'|'.join(CSV_FILES)})-(\d{{4}}-\d{{2}})\.csv", filename)
-        if not match:
-            raise HTTPException(404, f"no month-end file {filename!r}")
-        _, _, engine = state()
-        body = month_csvs(engine, _month(match.group(2))).get(filename)
-        if body is None:
-            raise HTTPException(404, f"no month-end file {filename!r}")
-        return Response(body, media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-    @app.get("/finance/invoices/{invoice_number}", response_class=HTMLResponse, dependencies=[finance_access])
-    def invoice_page(invoice_number: str) -> str:
-        registry, _, engine = state()
-        found = console.invoice_detail(engine, invoice_number)
-        if found is None:
-            raise HTTPException(404, f"no invoice {invoice_number!r}")
-        invoice, lines = found
-        names = {c.id: c.name for c in registry.customers}
-        return render_invoice(invoice, lines, names.get(invoice.customer_id, ""))
-
-    return app
-
-
-def _month(text: str) -> BillingMonth:
-    from fastapi import HTTPException
-
-    try:
-        return BillingMonth.parse(text)
-    except ValueError as exc:
-        raise HTTPException(404, str(exc)) from None
