@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, get_parsing_context, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk import DAG, TriggerRule, get_parsing_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from cloudbackup import settings, tasks
@@ -19,8 +19,19 @@ Copies the areas this customer designated on its own server (terms art. 16) over
 * **Schedule**: `{schedule}` Asia/Tokyo; missed runs are **not** caught up (art. 18(3))
 * **Status in the registry**: `{status}`; a suspended customer's runs are recorded as skipped
 
-**Task `collect`** fails only when the server cannot be reached or its host key does not match (retry is
-safe); unreadable files are *collection errors*, listed in the `collection_errors` table and in the log.
+**Tasks and what their colours mean**
+
+* `collect` — green: snapshot written. Red: server unreachable, host key mismatch or S3 down, so
+  **no snapshot** (retried; a retry is safe and does not resend what arrived). Grey (skipped): the
+  customer is suspended or the run fell in a maintenance window (recorded, never caught up).
+* `collection_errors` — green: every listed file was collected. Red: **the snapshot was written, but
+  some files were not collected** (refused names, permissions, files vanished or changed while read);
+  its log and the `collection_errors` table list them (the customer is notified, art. 17(2)).
+* `snapshot` — the last task; it decides the run's colour.
+
+So a run with collection errors shows a **red `collection_errors` square inside a green (successful) run**:
+visibly different from a clean run, yet not a failed backup. A failed run (red `collect`) is red overall.
+Files changed during the read are collected again by the next run.
 Registry file: `dags/registry/customers/{id}.yaml`.
 """
 
@@ -42,13 +53,26 @@ def backup_dag(customer: Customer) -> DAG:
     ) as dag:
 
         @task(task_id="collect")
-        def collect(run_id: str | None = None) -> dict:
+        def collect(run_id: str | None = None, logical_date: datetime | None = None) -> dict:
             try:
-                return tasks.collect(customer.id, run_id or "manual")
+                return tasks.collect(customer.id, run_id or "manual", logical_date)
             except tasks.CustomerNotCollected as exc:
                 raise AirflowSkipException(str(exc)) from exc
 
-        collect()
+        @task(task_id="collection_errors", retries=0)
+        def collection_errors(summary: dict) -> None:
+            # Red on purpose, but not a leaf: the run stays successful (see the table in doc_md).
+            if summary["collection_errors"]:
+                raise AirflowFailException(
+                    f"snapshot {summary['snapshot_id']} written, but {summary['collection_errors']} file(s) were "
+                    "not collected (art. 17(2)); see the collect log and the collection_errors table")
+
+        @task(task_id="snapshot", trigger_rule=TriggerRule.ONE_SUCCESS)
+        def snapshot(summary: dict) -> dict:
+            return summary
+
+        summary = collect()
+        collection_errors(summary) >> snapshot(summary)
     return dag
 
 

@@ -13,6 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from cloudbackup import devstack
+from cloudbackup.backup import load_manifest
+from cloudbackup.restore import LocalTarget, restore
 from cloudbackup.storage import ObjectStore
 from conftest import ROOT, customer_yaml
 
@@ -36,7 +38,7 @@ def _store(stack: devstack.Stack, bucket: str) -> ObjectStore:
 
 def test_a_customer_dag_copies_the_designated_areas_into_s3(
         airflow_home: Path, stack: devstack.Stack, registry_dir: Path, database: dict, engine: sa.Engine,
-        connect_service, request: pytest.FixtureRequest) -> None:
+        connect_service, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Art. 16: the designated areas of the customer's server, collected into the operator's storage."""
     customer_id = f"e2e-{request.node.callspec.id}"
     area = stack.sshd.root / "srv" / customer_id
@@ -58,18 +60,24 @@ def test_a_customer_dag_copies_the_designated_areas_into_s3(
 
     assert run.state == "success"
     store = _store(stack, bucket)
-    stored = dict(store.list_keys(f"customers/{customer_id}/"))
+    # Every stored object sits under the customer's prefix; file contents live in packs and chunks named by
+    # hash (README, "Backup repository layout"), so the proof of the copy is a restore from the manifest.
+    assert all(k.startswith(f"customers/{customer_id}/") for k, _ in store.list_keys(""))
+    manifest = load_manifest(store, customer_id)
     expected = {rel: data for rel, data in files.items() if not rel.endswith(".tmp")}
-    assert set(stored) == {f"customers/{customer_id}/files/srv/{customer_id}/{rel}" for rel in expected}
+    assert {f.path for f in manifest.files} == {f"/srv/{customer_id}/{rel}" for rel in expected}
+    target = tmp_path / "restored"
+    restore(store, customer_id, LocalTarget(target))
     for rel, data in expected.items():
-        got = store.get_bytes(f"customers/{customer_id}/files/srv/{customer_id}/{rel}")
+        got = (target / "srv" / customer_id / rel).read_bytes()
         assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), rel
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT status, files_collected, bytes_collected, stored_bytes FROM backup_runs "
                                    "WHERE customer_id = :c"), {"c": customer_id}).one()
     assert row.status == "succeeded"
     assert row.files_collected == 3
-    assert row.bytes_collected == row.stored_bytes == sum(len(d) for d in expected.values())
+    assert row.bytes_collected == sum(len(d) for d in expected.values())
+    assert row.stored_bytes == sum(size for _k, size in store.list_keys(f"customers/{customer_id}/"))
 
 
 def test_the_billing_dag_writes_the_month_csv_and_mails_each_customer(

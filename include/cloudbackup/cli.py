@@ -44,6 +44,53 @@ def _billing_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup_run(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from cloudbackup import tasks
+
+    run_key = args.run_key or "cli-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        summary = tasks.collect(args.customer, run_key)
+    except tasks.CustomerNotCollected as exc:
+        print(str(exc))
+        return 0
+    print(json.dumps(summary, ensure_ascii=False))
+    return 2 if summary["collection_errors"] else 0
+
+
+def _backup_verify(args: argparse.Namespace) -> int:
+    from cloudbackup import tasks
+
+    result = tasks.verify(args.customer, args.snapshot)
+    for problem in result["problems"]:
+        print(f"PROBLEM {problem}", file=sys.stderr)
+    print(f"snapshot {result['snapshot_id']}: {result['files']} files, {result['objects']} objects, "
+          f"{result['bytes']} bytes re-read, {len(result['problems'])} problem(s)")
+    return 1 if result["problems"] else 0
+
+
+def _backup_restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cloudbackup import tasks
+
+    target = f"local:{Path(args.to).resolve()}" if args.to else f"sftp:{args.to_sftp}"
+    result = tasks.restore(args.customer, target, args.snapshot, args.path)
+    print(f"restored {result['files']} files ({result['bytes']} bytes) of snapshot {result['snapshot_id']}, "
+          "each verified against the manifest")
+    return 0
+
+
+def _backup_snapshots(args: argparse.Namespace) -> int:
+    from cloudbackup import backup, connections
+    from cloudbackup.storage import ObjectStore
+
+    for snapshot_id in backup.list_snapshots(ObjectStore(connections.s3_endpoint()), args.customer):
+        print(snapshot_id)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cloudbackup", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +103,30 @@ def main(argv: list[str] | None = None) -> int:
     run = billing.add_parser("run", help="issue a month's invoices and write its CSV")
     run.add_argument("--month", required=True, help="billing month, YYYY-MM")
     run.set_defaults(func=_billing_run)
+    bk = sub.add_parser("backup", help="snapshots: run, list, verify, restore").add_subparsers(
+        dest="backup_command", required=True)
+    brun = bk.add_parser("run", help="back up one customer now (exit 2 when there were collection errors)")
+    brun.add_argument("--customer", required=True)
+    brun.add_argument("--run-key", help="idempotency key of the run (default: cli-<UTC time>)")
+    brun.set_defaults(func=_backup_run)
+    blist = bk.add_parser("snapshots", help="list a customer's snapshots, oldest first")
+    blist.add_argument("--customer", required=True)
+    blist.set_defaults(func=_backup_snapshots)
+    bver = bk.add_parser("verify", help="re-read a snapshot's stored objects and check every sha256")
+    bver.add_argument("--customer", required=True)
+    bver.add_argument("--snapshot", help="snapshot id (default: the latest)")
+    bver.set_defaults(func=_backup_verify)
+    bres = bk.add_parser("restore", help="restore a snapshot or a path in it, verified against the manifest")
+    bres.add_argument("--customer", required=True)
+    bres.add_argument("--snapshot", help="snapshot id (default: the latest)")
+    bres.add_argument("--path", default="/", help="file or folder inside the snapshot (default: everything)")
+    where = bres.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", help="local folder")
+    where.add_argument("--to-sftp", metavar="CONN_ID:/FOLDER", help="an SFTP connection and folder")
+    bres.set_defaults(func=_backup_restore)
+    from cloudbackup.notices.cli import register as register_notices
+
+    register_notices(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,4 +1,9 @@
-"""Backup-run records in the project's database: runs, collection errors."""
+"""Backup-run records in the project's database: runs, collection errors, snapshots.
+
+Row meanings (read by the notices issue): a `collection_errors` row is one path of one run that was not
+collected (reason: name_policy, permission_denied, vanished, changed_during_read, unreadable); a
+`capacity_events` row is one threshold the customer's stored bytes crossed upwards in that run.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ def start_run(engine: Engine, customer_id: str, run_key: str) -> int:
         if row:
             # A retry starts over: the errors of the failed attempt are not this attempt's.
             conn.execute(sa.text("DELETE FROM collection_errors WHERE backup_run_id = :r"), {"r": row.id})
+            conn.execute(sa.text("DELETE FROM capacity_events WHERE backup_run_id = :r"), {"r": row.id})
             conn.execute(sa.text("UPDATE backup_runs SET status = :s, started_at = :t, finished_at = NULL, "
                                  "files_collected = 0, bytes_collected = 0, collection_error_count = 0, "
                                  "skip_reason = NULL WHERE id = :r"),
@@ -74,3 +80,13 @@ def record_skipped(engine: Engine, customer_id: str, run_key: str, reason: str) 
     finish_run(engine, run_id, customer_id, files=0, bytes_=0, errors=[], stored_bytes=None,
                status=RunStatus.SKIPPED, skip_reason=reason)
     return run_id
+
+
+def record_snapshot(engine: Engine, run_id: int, customer_id: str, snapshot_id: str, manifest_key: str, *,
+                    file_count: int, total_bytes: int, files_read: int, bytes_uploaded: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO snapshots (customer_id, backup_run_id, snapshot_id, manifest_key, file_count, total_bytes, "
+            "files_read, bytes_uploaded, created_at) VALUES (:c, :r, :s, :k, :fc, :tb, :fr, :bu, :t)"),
+            {"c": customer_id, "r": run_id, "s": snapshot_id, "k": manifest_key, "fc": file_count,
+             "tb": total_bytes, "fr": files_read, "bu": bytes_uploaded, "t": to_db_time(utcnow())})

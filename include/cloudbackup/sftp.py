@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import paramiko
+from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 
 from cloudbackup.connections import SftpEndpoint
 
@@ -20,6 +21,10 @@ READ_CHUNK = 1024 * 1024
 
 class SftpConnectError(RuntimeError):
     """The customer's server could not be reached or refused us: the whole run fails, retry is safe."""
+
+
+class ConnectionLost(SftpConnectError):
+    """The session died in the middle of a run (server stopped, network cut)."""
 
 
 class HostKeyMismatch(SftpConnectError):
@@ -82,3 +87,38 @@ def open_sftp(ep: SftpEndpoint, timeout: float = 30.0) -> Iterator[paramiko.SFTP
             yield client
     finally:
         transport.close()
+
+
+def listdir_raw(sftp: paramiko.SFTPClient, path: str) -> list[tuple[bytes, paramiko.SFTPAttributes]]:
+    """Directory entries with names as the raw bytes the server sent.
+
+    paramiko's listdir_attr decodes names as strict UTF-8, so one non-UTF-8 name would fail the whole
+    folder; the file-name policy (art. 18(2)) must see and report such a name instead.
+    """
+    t, msg = sftp._request(CMD_OPENDIR, path)
+    if t != CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    handle = msg.get_binary()
+    entries: list[tuple[bytes, paramiko.SFTPAttributes]] = []
+    try:
+        while True:
+            try:
+                t, msg = sftp._request(CMD_READDIR, handle)
+            except EOFError:
+                break
+            if t != CMD_NAME:
+                raise paramiko.SFTPError("Expected name response")
+            for _ in range(msg.get_int()):
+                raw = msg.get_string()
+                longname = msg.get_string()
+                attr = paramiko.SFTPAttributes._from_msg(msg, raw.decode("utf-8", "surrogateescape"), longname)
+                if raw not in (b".", b".."):
+                    entries.append((raw, attr))
+    finally:
+        sftp._request(CMD_CLOSE, handle)
+    return entries
+
+
+def alive(sftp: paramiko.SFTPClient) -> bool:
+    channel = sftp.get_channel()
+    return bool(channel is not None and not channel.closed and channel.get_transport().is_active())

@@ -26,29 +26,62 @@ class CustomerNotCollected(Exception):
 class CollectSummary:
     customer_id: str
     status: str
-    files: int
+    snapshot_id: str
+    files: int                 # files in the snapshot
     bytes: int
+    files_read: int            # of which read over SFTP this run (new or changed)
+    bytes_uploaded: int
     collection_errors: int
     stored_bytes: int
+    contract_capacity_bytes: int
+    capacity_thresholds_crossed: list[int]
 
 
 def _customer(customer_id: str) -> Customer:
     return load_registry(settings.registry_dir()).get(customer_id)
 
 
-def collect(customer_id: str, run_key: str) -> dict:
-    """One backup run of one customer; connection failures raise (the run fails, a retry is safe)."""
+def _backup_settings():  # noqa: ANN202 - imported lazily: DAG parsing does not need the engine
+    from cloudbackup.backup_settings import load_backup_settings
+
+    return load_backup_settings(settings.registry_dir() / "backup.yaml")
+
+
+def not_collected_reason(customer: Customer, moment: datetime) -> str | None:
+    """Why a run at `moment` is not collected (suspension art. 14, operational stop art. 13), or None."""
+    from cloudbackup.maintenance import active_window, load_windows
+
+    day = moment.astimezone(TOKYO).date()
+    if customer.status is CustomerStatus.SUSPENDED or customer.suspended_on(day):
+        return "customer suspended (art. 14); not re-collected (art. 18(3))"
+    window = active_window(load_windows(settings.registry_dir() / "maintenance.yaml"), customer.id, moment)
+    return window.describe() if window else None
+
+
+def collect(customer_id: str, run_key: str, at: datetime | None = None) -> dict:
+    """One backup run of one customer; connection failures raise (the run fails, a retry is safe).
+
+    `at` is the run's scheduled time (now for manual runs): it decides suspension and maintenance skips.
+    """
+    from functools import partial
+
+    from cloudbackup import capacity, snapshot
+    from cloudbackup.storage import object_key
+
     customer = _customer(customer_id)
     engine = connections.database()
-    if customer.status is CustomerStatus.SUSPENDED:
-        records.record_skipped(engine, customer.id, run_key, "customer suspended (art. 14)")
-        raise CustomerNotCollected(f"{customer.id} is suspended: not collected, not caught up later")
+    reason = not_collected_reason(customer, at or datetime.now(TOKYO))
+    if reason:
+        records.record_skipped(engine, customer.id, run_key, reason)
+        raise CustomerNotCollected(f"{customer.id} not collected: {reason}")
+    options = _backup_settings()
     store = ObjectStore(connections.s3_endpoint())
     store.ensure_bucket()
     run_id = records.start_run(engine, customer.id, run_key)
     try:
-        with open_sftp(connections.sftp_endpoint(customer.sftp.connection_id)) as sftp:
-            result = backup.full_copy(sftp, store, customer.id, customer.sftp.paths, customer.sftp.excludes)
+        endpoint = connections.sftp_endpoint(customer.sftp.connection_id)
+        result = backup.run_backup(partial(open_sftp, endpoint), store, customer.id, run_key, customer.sftp.paths,
+                                   customer.sftp.excludes, options.name_policy, options.engine)
     except Exception as exc:
         records.finish_run(engine, run_id, customer.id, files=0, bytes_=0, errors=[], stored_bytes=None,
                            status=records.RunStatus.FAILED, skip_reason=str(exc)[:500])
@@ -56,7 +89,48 @@ def collect(customer_id: str, run_key: str) -> dict:
     held = backup.stored_bytes(store, customer.id)
     status = records.finish_run(engine, run_id, customer.id, files=result.files, bytes_=result.bytes,
                                 errors=result.errors, stored_bytes=held)
-    return asdict(CollectSummary(customer.id, status.value, result.files, result.bytes, len(result.errors), held))
+    records.record_snapshot(engine, run_id, customer.id, result.snapshot_id,
+                            object_key(customer.id, snapshot.snapshot_key(result.snapshot_id)),
+                            file_count=result.files, total_bytes=result.bytes, files_read=result.files_read,
+                            bytes_uploaded=result.bytes_uploaded)
+    cap = capacity.contract_capacity_bytes(customer, load_catalog(settings.catalog_path()),
+                                           (at or datetime.now(TOKYO)).astimezone(TOKYO).date())
+    crossed = capacity.record_crossings(engine, customer.id, run_id, held, cap, options.capacity_thresholds)
+    log.info("%s: stored %d bytes of %d contracted (%.1f %%)%s", customer.id, held, cap, held * 100 / cap,
+             f"; capacity thresholds crossed: {crossed}" if crossed else "")
+    for error in result.errors:
+        log.warning("collection error [%s] %s: %s", error.reason, error.path, error.detail)
+    return asdict(CollectSummary(customer.id, status.value, result.snapshot_id, result.files, result.bytes,
+                                 result.files_read, result.bytes_uploaded, len(result.errors), held, cap, crossed))
+
+
+def restore(customer_id: str, target: str, snapshot_id: str | None = None, sub_path: str | None = None) -> dict:
+    """Restore (art. 18(1)) to `local:<folder>` or `sftp:<connection id>:<folder>`; mismatches raise."""
+    from pathlib import Path
+
+    from cloudbackup import restore as restoring
+
+    store = ObjectStore(connections.s3_endpoint())
+    kind, _, rest = target.partition(":")
+    if kind == "local" and rest:
+        result = restoring.restore(store, customer_id, restoring.LocalTarget(Path(rest)), snapshot_id, sub_path)
+    elif kind == "sftp" and ":" in rest:
+        conn_id, _, folder = rest.partition(":")
+        result = restoring.restore_to_sftp(store, customer_id, open_sftp(connections.sftp_endpoint(conn_id)),
+                                           folder or "/", snapshot_id, sub_path)
+    else:
+        raise ValueError(f"restore target {target!r}: use local:<folder> or sftp:<connection id>:<folder>")
+    if result.mismatches:
+        raise restoring.RestoreError(f"{len(result.mismatches)} restored file(s) do not match the manifest: "
+                                     + ", ".join(result.mismatches[:10]))
+    return asdict(result)
+
+
+def verify(customer_id: str, snapshot_id: str | None = None) -> dict:
+    """Re-read a snapshot's stored objects and check every hash."""
+    from cloudbackup import restore as restoring
+
+    return asdict(restoring.verify(ObjectStore(connections.s3_endpoint()), customer_id, snapshot_id))
 
 
 def billing_month_for(data_interval_start: datetime) -> BillingMonth:

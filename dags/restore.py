@@ -1,0 +1,47 @@
+"""Manual restore (terms art. 18(1)): a snapshot, or part of it, to a folder or back onto an SFTP server."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, Param, task
+
+from cloudbackup import tasks
+
+DOC = """
+### Restore from a snapshot (art. 18(1))
+Trigger with the form. Every restored file is checked against the sha256 in the snapshot's manifest;
+a file that does not match is not left in place and the task fails listing it. The terms do not
+guarantee the result of a restore (art. 18(1)): check the restored data with the customer.
+
+* **customer**: customer id, e.g. `demo-tanaka`
+* **snapshot**: a snapshot id (`cloudbackup backup snapshots --customer ID` lists them) or `latest`
+* **path**: a file or folder inside the snapshot (absolute, as on the customer's server); `/` for all
+* **target**: `local:<folder>` on the worker, or `sftp:<connection id>:<folder>` (e.g. back to the
+  customer's server under a restore folder). Existing files of the same name are replaced.
+"""
+
+with DAG(
+    dag_id="restore",
+    description="Restore a customer's snapshot (or a path in it), verified against the manifest",
+    doc_md=DOC,
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["backup", "restore"],
+    params={
+        "customer": Param(type="string", title="Customer id", pattern=r"^[a-z0-9][a-z0-9-]{1,62}$"),
+        "snapshot": Param("latest", type="string", title="Snapshot id, or latest"),
+        "path": Param("/", type="string", title="File or folder in the snapshot", pattern=r"^/"),
+        "target": Param(type="string", title="Target", pattern=r"^(local:/|sftp:[A-Za-z0-9_.-]+:/)",
+                        description_md="`local:/folder` or `sftp:<connection id>:/folder`"),
+    },
+) as dag:
+
+    @task(task_id="restore")
+    def restore(params: dict | None = None) -> dict:
+        p = params or {}
+        snapshot = None if p["snapshot"] in ("", "latest") else p["snapshot"]
+        return tasks.restore(p["customer"], p["target"], snapshot, p["path"])
+
+    restore()
