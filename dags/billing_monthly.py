@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, task
 from airflow.timetables.interval import CronDataIntervalTimetable
+
 from cloudbackup import tasks
 
 with DAG(
@@ -17,9 +18,14 @@ Runs at 06:00 Asia/Tokyo on the 1st of each month for the month its **data inter
 just closed), never for "now": re-running an old run re-bills that old month, and changes nothing
 that was already issued.
 
-1. `issue_invoices` — one invoice per customer with anything due, numbered at issue, notice queued
-2. `export_month_csv` — finance's `invoices-YYYY-MM.csv` (UTF-8 with BOM) in `$CLOUDBACKUP_EXPORT_DIR`
+1. `issue_invoices` — one qualified invoice per customer with anything due, numbered at issue (issue date:
+   the Tokyo date the data interval ends on), invoice email queued; a customer that cannot be billed is
+   listed and the others go on
+2. `export_month_csv` — finance's `invoices-YYYY-MM.csv` and `invoice-lines-YYYY-MM.csv` (UTF-8 with BOM)
+   in `$CLOUDBACKUP_EXPORT_DIR`
 3. `deliver_notices` — sends queued notices over the `cloudbackup_smtp` connection; failures wait
+4. `everyone_billed` — fails the run (after the others were billed, exported and mailed) if a customer
+   could not be billed; fix the customer file and clear this task
 """,
     schedule=CronDataIntervalTimetable("0 6 1 * *", timezone="Asia/Tokyo"),
     start_date=datetime(2026, 1, 1, tzinfo=tasks.TOKYO),
@@ -34,8 +40,8 @@ that was already issued.
         return str(tasks.billing_month_for(data_interval_start))
 
     @task
-    def issue_invoices(month: str) -> dict:
-        return tasks.issue_invoices(month)
+    def issue_invoices(month: str, data_interval_end: datetime | None = None) -> dict:
+        return tasks.issue_invoices(month, issue_date=data_interval_end.astimezone(tasks.TOKYO).date().isoformat())
 
     @task
     def export_month_csv(month: str) -> str:
@@ -45,7 +51,12 @@ that was already issued.
     def deliver_notices() -> dict:
         return tasks.deliver_notices()
 
+    @task(retries=1, retry_delay=timedelta(seconds=30))
+    def everyone_billed(result: dict) -> None:
+        if result["failed"]:
+            raise RuntimeError(f"not billed (see issue_invoices' log): {', '.join(result['failed'])}")
+
     month = billing_month()
     issued = issue_invoices(month)
     exported = export_month_csv(month)
-    issued >> exported >> deliver_notices()
+    issued >> exported >> deliver_notices() >> everyone_billed(issued)

@@ -31,6 +31,9 @@ def _registry_check(_args: argparse.Namespace) -> int:
             except KeyError as exc:
                 problems.append(f"customers/{customer.id}.yaml: field 'plans': {exc.args[0]}")
     print(f"{len(registry.customers)} customer file(s) valid, {len(registry.errors)} broken")
+    for customer in registry.customers:
+        for warning in customer.timeline_warnings:
+            print(f"WARNING {warning}", file=sys.stderr)
     for p in problems:
         print(f"ERROR {p}", file=sys.stderr)
     return 1 if problems else 0
@@ -39,8 +42,37 @@ def _registry_check(_args: argparse.Namespace) -> int:
 def _billing_run(args: argparse.Namespace) -> int:
     from cloudbackup import tasks
 
-    print(json.dumps(tasks.issue_invoices(args.month)))
-    print(tasks.export_month_csv(args.month))
+    result = tasks.issue_invoices(args.month, issue_date=args.issue_date, dry_run=args.dry_run)
+    print(json.dumps(result, ensure_ascii=False))
+    if not args.dry_run:
+        print(tasks.export_month_csv(args.month))
+    return 1 if result["failed"] else 0
+
+
+def _billing_preview(args: argparse.Namespace) -> int:
+    from cloudbackup.billing.preview import preview_text
+    from cloudbackup.catalog import load_catalog
+    from cloudbackup.registry import load_registry
+
+    customer = load_registry(settings.registry_dir()).get(args.customer)
+    print(preview_text(customer, load_catalog(settings.catalog_path()), args.month, args.to), end="")
+    return 0
+
+
+def _billing_correct(args: argparse.Namespace) -> int:
+    from datetime import date, datetime
+
+    from cloudbackup import connections, invoices, tasks
+    from cloudbackup.billing import BillingMonth
+    from cloudbackup.catalog import load_catalog
+    from cloudbackup.operator_settings import load_operator
+    from cloudbackup.registry import load_registry
+
+    customer = load_registry(settings.registry_dir()).get(args.customer)
+    day = date.fromisoformat(args.issue_date) if args.issue_date else datetime.now(tasks.TOKYO).date()
+    done = invoices.correct(connections.database(), customer, load_catalog(settings.catalog_path()),
+                            BillingMonth.parse(args.month), load_operator(), day, args.reason)
+    print(f"credit note {done.credit_note_number}; reissued invoice {done.reissue_number or '(none: nothing due)'}")
     return 0
 
 
@@ -102,7 +134,20 @@ def main(argv: list[str] | None = None) -> int:
                                                                                 required=True)
     run = billing.add_parser("run", help="issue a month's invoices and write its CSV")
     run.add_argument("--month", required=True, help="billing month, YYYY-MM")
+    run.add_argument("--dry-run", action="store_true", help="show what would be issued; write nothing")
+    run.add_argument("--issue-date", help="issue date printed on the invoices, YYYY-MM-DD (default: today, Tokyo)")
     run.set_defaults(func=_billing_run)
+    preview = billing.add_parser("preview", help="print a customer's invoice lines and totals; writes nothing")
+    preview.add_argument("--customer", required=True, help="customer id")
+    preview.add_argument("--month", required=True, help="billing month, YYYY-MM")
+    preview.add_argument("--to", help="last billing month of a range, YYYY-MM (default: --month only)")
+    preview.set_defaults(func=_billing_preview)
+    correct = billing.add_parser("correct", help="credit note + reissue for an issued invoice (never edited)")
+    correct.add_argument("--customer", required=True, help="customer id")
+    correct.add_argument("--month", required=True, help="billing month, YYYY-MM")
+    correct.add_argument("--reason", required=True, help="why, printed on the correction email")
+    correct.add_argument("--issue-date", help="issue date, YYYY-MM-DD (default: today, Tokyo)")
+    correct.set_defaults(func=_billing_correct)
     bk = sub.add_parser("backup", help="snapshots: run, list, verify, restore").add_subparsers(
         dest="backup_command", required=True)
     brun = bk.add_parser("run", help="back up one customer now (exit 2 when there were collection errors)")

@@ -1,9 +1,11 @@
-"""Invoices as records: issue a month's invoices once, queue their notices, export finance's CSV."""
+"""Invoices as records: issue a month's qualified invoices once, correct by credit note + reissue, export CSVs."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -11,16 +13,23 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cloudbackup import notices
-from cloudbackup.billing import BillingMonth, Invoice, bill
+from cloudbackup.billing import BillingMonth, Invoice, InvoiceLine, LineKind, bill
 from cloudbackup.catalog import Catalog
 from cloudbackup.db import insert_returning_id, to_db_time, utcnow
+from cloudbackup.operator_settings import OperatorSettings
 from cloudbackup.registry import Customer
 
 log = logging.getLogger(__name__)
 
-# Finance's month-end file: one row per invoice. Documented in README ("Month-end CSV").
-INVOICE_CSV_COLUMNS = ["invoice_number", "customer_id", "customer_name", "billing_month", "sales_agent",
-                       "subtotal", "tax", "total", "issued_at"]
+INVOICE = "invoice"
+CREDIT_NOTE = "credit_note"
+
+# Finance's month-end files, documented in README ("Month-end CSV files"). Column order is the file's.
+INVOICE_CSV_COLUMNS = ["invoice_number", "document_type", "revision", "corrects_invoice_number", "customer_id",
+                       "customer_name", "billing_month", "issue_date", "payment_due_date", "sales_agent",
+                       "issuer_registration_number", "subtotal", "tax", "total", "issued_at"]
+LINE_CSV_COLUMNS = ["invoice_number", "document_type", "customer_id", "billing_month", "sales_agent", "line_no",
+                    "line_kind", "description", "tax_rate", "amount"]
 
 
 @dataclass(frozen=True)
@@ -28,67 +37,279 @@ class MonthResult:
     issued: int         # invoices issued by this run
     unchanged: int      # already issued by an earlier run of the same month
     not_due: int        # customers with nothing to bill this month
+    differing: list[str] = field(default_factory=list)   # issued earlier, but the registry now bills otherwise
+    failed: list[str] = field(default_factory=list)      # customers not billed: see the log
 
 
-def _next_invoice_number(conn: Connection) -> str:
-    # Allocated inside the issuing transaction; the UNIQUE constraint refuses a concurrent duplicate.
-    count = conn.execute(sa.text("SELECT COUNT(*) FROM invoices WHERE invoice_number IS NOT NULL")).scalar_one()
-    return f"CB-{int(count) + 1:08d}"
+class BillingFailed(Exception):
+    """Some customers could not be billed; the others were."""
 
 
-def _issue(conn: Connection, customer: Customer, invoice: Invoice) -> str:
-    now = to_db_time(utcnow())
-    number = _next_invoice_number(conn)
+@dataclass(frozen=True)
+class Document:
+    """An issued invoice or credit note: the figures plus the qualified-invoice fields fixed at issue."""
+
+    invoice: Invoice
+    invoice_number: str
+    document_type: str
+    revision: int
+    issue_date: date
+    payment_due_date: date
+    issuer_registration_number: str
+    corrects_invoice_number: str | None = None
+
+
+def _allocate_number(conn: Connection, operator: OperatorSettings) -> str:
+    """The issuer's next invoice number, inside the issuing transaction: a rollback returns it, so the
+    series has no gaps; the row update serialises concurrent issuers."""
+    issuer = operator.issuer
+    prefix = f"{issuer.invoice_number_prefix}-"
+    # First use of this issuer: continue after numbers issued before the sequence existed (0001 data).
+    existing = conn.execute(sa.text("SELECT COUNT(*) FROM invoices WHERE invoice_number LIKE :p"),
+                            {"p": prefix + "%"}).scalar_one()
+    conn.execute(sa.text("INSERT INTO invoice_number_sequences (issuer_registration_number, last_number) "
+                         "VALUES (:r, :n) ON CONFLICT (issuer_registration_number) DO NOTHING"),
+                 {"r": issuer.registration_number, "n": int(existing)})
+    number = conn.execute(sa.text("UPDATE invoice_number_sequences SET last_number = last_number + 1 "
+                                  "WHERE issuer_registration_number = :r RETURNING last_number"),
+                          {"r": issuer.registration_number}).scalar_one()
+    return f"{prefix}{int(number):08d}"
+
+
+def _insert_draft(conn: Connection, invoice: Invoice, document_type: str, revision: int,
+                  corrects_id: int | None, reason: str | None) -> int:
     invoice_id = insert_returning_id(conn, (
-        "INSERT INTO invoices (customer_id, billing_month, state, invoice_number, sales_agent, subtotal, tax, "
-        "total, created_at, issued_at) VALUES (:c, :m, 'issued', :n, :a, :s, :t, :tot, :now, :now)"),
-        {"c": customer.id, "m": str(invoice.billing_month), "n": number, "a": invoice.sales_agent,
-         "s": invoice.subtotal, "t": invoice.tax, "tot": invoice.total, "now": now})
-    conn.execute(sa.text("INSERT INTO invoice_lines (invoice_id, line_no, kind, description, amount, tax_rate) "
-                         "VALUES (:i, :n, :k, :d, :a, :r)"),
-                 [{"i": invoice_id, "n": n, "k": line.kind, "d": line.description, "a": line.amount,
-                   "r": str(line.tax_rate)} for n, line in enumerate(invoice.lines, start=1)])
-    notices.queue(conn, "invoice", customer, f"invoice:{customer.id}:{invoice.billing_month}",
-                  {"invoice": invoice, "invoice_number": number, "billing_month": str(invoice.billing_month)})
-    return number
+        "INSERT INTO invoices (customer_id, billing_month, document_type, revision, corrects_invoice_id, state, "
+        "recipient_name, sales_agent, subtotal, tax, total, reason, created_at) "
+        "VALUES (:c, :m, :d, :rev, :corr, 'draft', :name, :a, :s, :t, :tot, :reason, :now)"),
+        {"c": invoice.customer_id, "m": str(invoice.billing_month), "d": document_type, "rev": revision,
+         "corr": corrects_id, "name": invoice.customer_name, "a": invoice.sales_agent, "s": invoice.subtotal,
+         "t": invoice.tax, "tot": invoice.total, "reason": reason, "now": to_db_time(utcnow())})
+    conn.execute(sa.text("INSERT INTO invoice_lines (invoice_id, line_no, kind, description, description_en, "
+                         "amount, tax_rate) VALUES (:i, :n, :k, :d, :e, :a, :r)"),
+                 [{"i": invoice_id, "n": n, "k": line.kind, "d": line.description, "e": line.description_en,
+                   "a": line.amount, "r": str(line.tax_rate)} for n, line in enumerate(invoice.lines, start=1)])
+    conn.execute(sa.text("INSERT INTO invoice_tax_summaries (invoice_id, tax_rate, subtotal, tax) "
+                         "VALUES (:i, :r, :s, :t)"),
+                 [{"i": invoice_id, "r": str(s.rate), "s": s.subtotal, "t": s.tax} for s in invoice.tax_summary])
+    return invoice_id
 
 
-def issue_month(engine: Engine, customers: list[Customer], catalog: Catalog, month: BillingMonth) -> MonthResult:
-    """Issue each customer's invoice for `month`; a re-run changes nothing and queues nothing twice."""
+def _issue_draft(conn: Connection, invoice_id: int, invoice: Invoice, operator: OperatorSettings,
+                 issue_date: date) -> tuple[str, date]:
+    """draft → issued: number, issuer and dates are fixed now, in the caller's transaction."""
+    number = _allocate_number(conn, operator)
+    due = operator.agent(invoice.sales_agent).payment.due_date(invoice.billing_month.last_day)
+    updated = conn.execute(sa.text(
+        "UPDATE invoices SET state = 'issued', invoice_number = :n, issuer_registration_number = :r, "
+        "issuer_name = :name, issue_date = :d, payment_due_date = :due, issued_at = :now "
+        "WHERE id = :i AND state = 'draft'"),
+        {"n": number, "r": operator.issuer.registration_number, "name": operator.issuer.name,
+         "d": issue_date.isoformat(), "due": due.isoformat(), "now": to_db_time(utcnow()), "i": invoice_id})
+    if updated.rowcount != 1:
+        raise RuntimeError(f"invoice {invoice_id} is not a draft: an issued invoice is never changed")
+    return number, due
+
+
+def notice_context(document: Document, operator: OperatorSettings, replaces: dict | None = None) -> dict:
+    """What the invoice templates render (the keys are listed at the top of each template)."""
+    inv = document.invoice
+    return {"invoice": inv, "invoice_number": document.invoice_number, "billing_month": str(inv.billing_month),
+            "issue_date": document.issue_date.isoformat(), "payment_due_date": document.payment_due_date.isoformat(),
+            "issuer": operator.issuer, "agent": operator.agent(inv.sales_agent), "tax_summary": inv.tax_summary,
+            "replaces": replaces}
+
+
+def _queue_notice(conn: Connection, customer: Customer, document: Document, operator: OperatorSettings,
+                  replaces: dict | None = None) -> bool:
+    month = document.invoice.billing_month
+    key = f"invoice:{customer.id}:{month}" + (f":r{document.revision}" if document.revision else "")
+    return notices.queue(conn, "invoice", customer, key, notice_context(document, operator, replaces))
+
+
+def _issue_invoice(conn: Connection, customer: Customer, invoice: Invoice, operator: OperatorSettings,
+                   issue_date: date, revision: int = 0, corrects_id: int | None = None,
+                   reason: str | None = None) -> Document:
+    invoice_id = _insert_draft(conn, invoice, INVOICE, revision, corrects_id, reason)
+    number, due = _issue_draft(conn, invoice_id, invoice, operator, issue_date)
+    return Document(invoice, number, INVOICE, revision, issue_date, due, operator.issuer.registration_number)
+
+
+def _stored_lines(conn: Connection, invoice_id: int) -> tuple[InvoiceLine, ...]:
+    rows = conn.execute(sa.text("SELECT kind, description, description_en, amount, tax_rate FROM invoice_lines "
+                                "WHERE invoice_id = :i ORDER BY line_no"), {"i": invoice_id}).all()
+    return tuple(InvoiceLine(r.kind, r.description, int(r.amount), Decimal(r.tax_rate), r.description_en)
+                 for r in rows)
+
+
+def _current(conn: Connection, customer_id: str, month: BillingMonth):  # noqa: ANN202
+    """The latest revision of the customer's invoice for the month (a row), or None."""
+    return conn.execute(sa.text(
+        "SELECT id, state, revision, invoice_number FROM invoices WHERE customer_id = :c AND billing_month = :m "
+        "AND document_type = 'invoice' ORDER BY revision DESC LIMIT 1"),
+        {"c": customer_id, "m": str(month)}).first()
+
+
+def issue_month(engine: Engine, customers: list[Customer], catalog: Catalog, month: BillingMonth,
+                operator: OperatorSettings, issue_date: date, dry_run: bool = False) -> MonthResult:
+    """Issue each customer's invoice for `month`, one transaction per customer; a re-run changes nothing
+    and queues nothing twice. A customer that cannot be billed is logged and the others go on."""
     issued = unchanged = not_due = 0
+    differing: list[str] = []
+    failed: list[str] = []
     for customer in customers:
-        invoice = bill(customer, catalog, month)
+        try:
+            invoice = bill(customer, catalog, month)
+            if invoice is not None:
+                operator.agent(invoice.sales_agent)
+        except (KeyError, LookupError, ValueError) as exc:
+            log.error("customer %s not billed for %s: %s", customer.id, month, exc)
+            failed.append(customer.id)
+            continue
         if invoice is None:
             not_due += 1
             continue
         with engine.begin() as conn:
-            exists = conn.execute(sa.text("SELECT invoice_number FROM invoices WHERE customer_id = :c AND "
-                                          "billing_month = :m"), {"c": customer.id, "m": str(month)}).first()
-            if exists:
+            current = _current(conn, customer.id, month)
+            if current is not None and current.state == "issued":
                 unchanged += 1
+                if _stored_lines(conn, current.id) != invoice.lines:
+                    differing.append(customer.id)
+                    log.warning("%s for %s: invoice %s differs from what the registry bills now; correct it "
+                                "with `cloudbackup billing correct`", customer.id, month, current.invoice_number)
                 continue
-            number = _issue(conn, customer, invoice)
+            if dry_run:
+                issued += 1
+                log.info("dry run: would issue to %s for %s: total %d yen", customer.id, month, invoice.total)
+                continue
+            if current is not None:      # a draft left by an earlier step: issue it as it stands
+                invoice_id = current.id
+                number, due = _issue_draft(conn, invoice_id, invoice, operator, issue_date)
+                document = Document(invoice, number, INVOICE, 0, issue_date, due,
+                                    operator.issuer.registration_number)
+            else:
+                document = _issue_invoice(conn, customer, invoice, operator, issue_date)
+            _queue_notice(conn, customer, document, operator)
         issued += 1
-        log.info("issued %s to %s for %s: total %d yen", number, customer.id, month, invoice.total)
-    return MonthResult(issued, unchanged, not_due)
+        log.info("issued %s to %s for %s: total %d yen", document.invoice_number, customer.id, month, invoice.total)
+    return MonthResult(issued, unchanged, not_due, differing, failed)
 
 
-def month_frame(engine: Engine, customers: list[Customer], month: BillingMonth) -> pd.DataFrame:
-    names = {c.id: c.name for c in customers}
+def credit_note_for(invoice: Invoice) -> Invoice:
+    """The credit note reversing an issued invoice line by line (its tax mirrors the invoice's)."""
+    lines = tuple(InvoiceLine(LineKind.CREDIT.value, f"取消: {line.description}", -line.amount, line.tax_rate,
+                              f"Reversal: {line.describe('en')}") for line in invoice.lines)
+    return Invoice(invoice.customer_id, invoice.billing_month, invoice.sales_agent, lines, invoice.customer_name)
+
+
+@dataclass(frozen=True)
+class Correction:
+    credit_note_number: str
+    reissue_number: str | None     # None when nothing is due any more for the month
+
+
+def correct(engine: Engine, customer: Customer, catalog: Catalog, month: BillingMonth, operator: OperatorSettings,
+            issue_date: date, reason: str) -> Correction:
+    """Correct an issued invoice: a credit note for it, and a reissue billed from the registry as it is now.
+    The issued invoice is never edited (qualified-invoice rule)."""
+    if not reason.strip():
+        raise ValueError("a correction needs a reason")
+    with engine.begin() as conn:
+        current = _current(conn, customer.id, month)
+        if current is None or current.state != "issued":
+            raise LookupError(f"customer {customer.id} has no issued invoice for {month} to correct")
+        old_row = conn.execute(sa.text("SELECT recipient_name, sales_agent FROM invoices WHERE id = :i"),
+                               {"i": current.id}).one()
+        old = Invoice(customer.id, month, old_row.sales_agent, _stored_lines(conn, current.id), old_row.recipient_name)
+        revision = int(current.revision) + 1
+        credit = credit_note_for(old)
+        credit_id = _insert_draft(conn, credit, CREDIT_NOTE, revision, current.id, reason)
+        credit_number, _due = _issue_draft(conn, credit_id, credit, operator, issue_date)
+        reissue = bill(customer, catalog, month)
+        replaces = {"invoice_number": current.invoice_number, "credit_note_number": credit_number,
+                    "credit_total": credit.total, "reason": reason}
+        if reissue is None:
+            # Nothing is due any more: the credit note alone settles it, and the customer is told so.
+            empty = Document(credit, credit_number, CREDIT_NOTE, revision, issue_date, issue_date,
+                             operator.issuer.registration_number, current.invoice_number)
+            _queue_notice(conn, customer, empty, operator, replaces)
+            return Correction(credit_number, None)
+        document = _issue_invoice(conn, customer, reissue, operator, issue_date, revision, current.id, reason)
+        _queue_notice(conn, customer, document, operator, replaces)
+    log.info("corrected %s for %s: credit note %s, reissue %s", customer.id, month, credit_number,
+             document.invoice_number)
+    return Correction(credit_number, document.invoice_number)
+
+
+def _csv_frames_from_db(engine: Engine, month: BillingMonth) -> tuple[pd.DataFrame, pd.DataFrame]:
     with engine.connect() as conn:
-        frame = pd.read_sql_query(
-            sa.text("SELECT invoice_number, customer_id, billing_month, sales_agent, subtotal, tax, total, "
-                    "issued_at FROM invoices WHERE billing_month = :m AND state = 'issued' "
-                    "ORDER BY invoice_number"), conn, params={"m": str(month)})
-    frame.insert(2, "customer_name", frame["customer_id"].map(names).fillna(""))
-    return frame[INVOICE_CSV_COLUMNS]
+        docs = pd.read_sql_query(sa.text(
+            "SELECT i.invoice_number, i.document_type, i.revision, c.invoice_number AS corrects_invoice_number, "
+            "i.customer_id, i.recipient_name AS customer_name, i.billing_month, i.issue_date, i.payment_due_date, "
+            "i.sales_agent, i.issuer_registration_number, i.subtotal, i.tax, i.total, i.issued_at "
+            "FROM invoices i LEFT JOIN invoices c ON c.id = i.corrects_invoice_id "
+            "WHERE i.billing_month = :m AND i.state = 'issued' ORDER BY i.invoice_number"),
+            conn, params={"m": str(month)})
+        lines = pd.read_sql_query(sa.text(
+            "SELECT i.invoice_number, i.document_type, i.customer_id, i.billing_month, i.sales_agent, l.line_no, "
+            "l.kind AS line_kind, l.description, l.tax_rate, l.amount FROM invoice_lines l "
+            "JOIN invoices i ON i.id = l.invoice_id WHERE i.billing_month = :m AND i.state = 'issued' "
+            "ORDER BY i.invoice_number, l.line_no"), conn, params={"m": str(month)})
+    docs["issued_at"] = pd.to_datetime(docs["issued_at"], utc=True, format="ISO8601").map(
+        lambda t: t.isoformat() if pd.notna(t) else "")
+    return docs, lines
+
+
+def csv_frames(documents: list[Document]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Finance's two tables built straight from documents (the same columns as the files from the DB)."""
+    docs = pd.DataFrame({
+        "invoice_number": [d.invoice_number for d in documents],
+        "document_type": [d.document_type for d in documents],
+        "revision": [d.revision for d in documents],
+        "corrects_invoice_number": [d.corrects_invoice_number for d in documents],
+        "customer_id": [d.invoice.customer_id for d in documents],
+        "customer_name": [d.invoice.customer_name for d in documents],
+        "billing_month": [str(d.invoice.billing_month) for d in documents],
+        "issue_date": [d.issue_date.isoformat() for d in documents],
+        "payment_due_date": [d.payment_due_date.isoformat() for d in documents],
+        "sales_agent": [d.invoice.sales_agent for d in documents],
+        "issuer_registration_number": [d.issuer_registration_number for d in documents],
+        "subtotal": [d.invoice.subtotal for d in documents],
+        "tax": [d.invoice.tax for d in documents],
+        "total": [d.invoice.total for d in documents],
+        "issued_at": "",
+    })
+    counts = [len(d.invoice.lines) for d in documents]
+    flat = [(n, line) for d in documents for n, line in enumerate(d.invoice.lines, start=1)]
+    lines = pd.DataFrame({
+        "line_no": [n for n, _ in flat],
+        "line_kind": [line.kind for _, line in flat],
+        "description": [line.description for _, line in flat],
+        "tax_rate": [str(line.tax_rate) for _, line in flat],
+        "amount": [line.amount for _, line in flat],
+    })
+    per_doc = docs[["invoice_number", "document_type", "customer_id", "billing_month", "sales_agent"]]
+    lines = pd.concat([per_doc.loc[per_doc.index.repeat(counts)].reset_index(drop=True), lines], axis=1)
+    return docs[INVOICE_CSV_COLUMNS], lines[LINE_CSV_COLUMNS]
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """UTF-8 with BOM (Japanese Excel opens it), CRLF; written whole, then renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".csv.partial")
+    frame.to_csv(partial, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+    partial.replace(path)
+    return path
+
+
+def write_month_csvs(engine: Engine, month: BillingMonth, out_dir: Path) -> tuple[Path, Path]:
+    """`invoices-YYYY-MM.csv` (one row per invoice or credit note) and `invoice-lines-YYYY-MM.csv`."""
+    docs, lines = _csv_frames_from_db(engine, month)
+    return (write_csv(docs[INVOICE_CSV_COLUMNS], out_dir / f"invoices-{month}.csv"),
+            write_csv(lines[LINE_CSV_COLUMNS], out_dir / f"invoice-lines-{month}.csv"))
 
 
 def write_month_csv(engine: Engine, customers: list[Customer], month: BillingMonth, out_dir: Path) -> Path:
-    """`invoices-YYYY-MM.csv`, UTF-8 with BOM so Japanese Excel opens it; written whole, then renamed."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"invoices-{month}.csv"
-    partial = path.with_suffix(".csv.partial")
-    month_frame(engine, customers, month).to_csv(partial, index=False, encoding="utf-8-sig", lineterminator="\r\n")
-    partial.replace(path)
-    return path
+    """Both month-end files; returns the per-invoice one (kept for callers of the skeleton's API)."""
+    del customers   # the names printed are those on the issued invoices
+    return write_month_csvs(engine, month, out_dir)[0]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +37,30 @@ class PlanChange(_Strict):
     plan: str
     approved_on: date
     started_using_on: date
+
+
+class Suspension(_Strict):
+    """A suspension of the service (art. 14), `from` to `to` inclusive; `to` absent while it lasts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: date = Field(alias="from")
+    to: date | None = None
+    reason: str = ""
+
+
+class Cancellation(_Strict):
+    """The customer's cancellation (art. 11): when notice was given and the last day of service asked for."""
+
+    notice_date: date
+    requested_end: date
+
+
+class OperatorTermination(_Strict):
+    """Termination by the operator (art. 12); `date` is the last day of service."""
+
+    date: date
+    reason: str = ""
 
 
 class SftpSource(_Strict):
@@ -72,6 +97,11 @@ class Customer(_Strict):
     sftp: SftpSource
     schedule: str
     status: CustomerStatus = CustomerStatus.ACTIVE
+    # The contract timeline beyond start and plan changes (art. 8, 11, 12, 14, 21(3)); all optional.
+    suspensions: list[Suspension] = []
+    cancellation: Cancellation | None = None
+    operator_termination: OperatorTermination | None = None
+    cancelled_before_start_on: date | None = None
 
     @field_validator("schedule")
     @classmethod
@@ -89,11 +119,123 @@ class Customer(_Strict):
             if previous and change.started_using_on <= previous.started_using_on:
                 raise ValueError("plans must be listed in order of started_using_on")
             previous = change
+        _check_timeline(self)
         return self
+
+    @property
+    def minimum_term_end(self) -> date:
+        """Last day of the minimum term: one month from the contract date (art. 8(1))."""
+        return one_month_period_end(self.contract_date)
+
+    @property
+    def earliest_legal_end(self) -> date | None:
+        """Earliest last day of service a cancellation can have: one month's notice, and not inside the
+        minimum term (art. 8, 11(1)). None without a cancellation."""
+        if self.cancellation is None:
+            return None
+        return max(self.minimum_term_end, one_month_period_end(self.cancellation.notice_date))
+
+    @property
+    def cancellation_end(self) -> date | None:
+        """The last day of service the cancellation takes effect on: the requested end, moved to the
+        earliest legal end when it asks for an earlier day (see `timeline_warnings`)."""
+        if self.cancellation is None:
+            return None
+        return max(self.cancellation.requested_end, self.earliest_legal_end)
+
+    @property
+    def contract_end(self) -> date | None:
+        """Last day of service (the 利用終了日 of art. 22(1)), or None while the contract runs on."""
+        ends = [d for d in (self.cancellation_end,
+                            self.operator_termination.date if self.operator_termination else None) if d]
+        return min(ends) if ends else None
+
+    @property
+    def timeline_warnings(self) -> tuple[str, ...]:
+        """Corrections the registry applied to this customer's timeline, worded for the operator."""
+        c = self.cancellation
+        if c is None or c.requested_end >= self.earliest_legal_end:
+            return ()
+        why = (f"one month's notice from {c.notice_date}" if self.earliest_legal_end > self.minimum_term_end
+               else f"the minimum term from the contract date {self.contract_date}")
+        return (f"customer {self.id}: field 'cancellation.requested_end': {c.requested_end} is earlier than the "
+                f"earliest legal end {self.earliest_legal_end} ({why}, art. 8, 11); the contract ends on "
+                f"{self.earliest_legal_end}",)
+
+    def suspended_on(self, day: date) -> bool:
+        """Whether `day` falls in a suspension (art. 14); suspended days are still charged (art. 21(2))."""
+        return any(s.from_ <= day and (s.to is None or day <= s.to) for s in self.suspensions)
 
     @property
     def dag_id(self) -> str:
         return f"backup_{self.id.replace('-', '_')}"
+
+
+def one_month_period_end(start: date) -> date:
+    """Last day of a one-month period beginning on `start`: the day before the corresponding day of the
+    next month, or that month's last day when it has no corresponding day (Civil Code art. 143(2))."""
+    year, month = start.year + start.month // 12, start.month % 12 + 1
+    last = calendar.monthrange(year, month)[1]
+    if start.day > last:
+        return date(year, month, last)
+    return date(year, month, start.day) - timedelta(days=1)
+
+
+def _timeline_error(field: str, message: str) -> ValueError:
+    return ValueError(f"field '{field}': {message}")
+
+
+def _check_timeline(c: Customer) -> None:
+    """Refuse timelines that cannot happen; the message names the customer and the field at fault."""
+    who = f"customer {c.id}"
+    for i, change in enumerate(c.plans):
+        if change.started_using_on < change.approved_on and i > 0:
+            raise _timeline_error(f"plans.{i}.started_using_on",
+                                  f"{who}: {change.started_using_on} is before the approval {change.approved_on}")
+    if c.cancelled_before_start_on is not None:
+        if not c.contract_date <= c.cancelled_before_start_on < c.service_start_date:
+            raise _timeline_error("cancelled_before_start_on",
+                                  f"{who}: {c.cancelled_before_start_on} must be on or after the contract date "
+                                  f"{c.contract_date} and before the service start {c.service_start_date}")
+        for field in ("cancellation", "operator_termination"):
+            if getattr(c, field) is not None:
+                raise _timeline_error(field, f"{who}: cancelled before the service start, so no {field} is possible")
+        if len(c.plans) > 1 or c.suspensions:
+            field = "plans" if len(c.plans) > 1 else "suspensions"
+            raise _timeline_error(field, f"{who}: cancelled before the service start, so no {field} is possible")
+        return
+    if c.cancellation is not None:
+        if c.cancellation.notice_date < c.contract_date:
+            raise _timeline_error("cancellation.notice_date",
+                                  f"{who}: {c.cancellation.notice_date} is before the contract date {c.contract_date}")
+        if c.cancellation.requested_end < c.service_start_date:
+            raise _timeline_error("cancellation.requested_end",
+                                  f"{who}: {c.cancellation.requested_end} is before the service start "
+                                  f"{c.service_start_date}; record a cancellation before the service start "
+                                  "as 'cancelled_before_start_on'")
+    if c.operator_termination is not None and c.operator_termination.date < c.service_start_date:
+        raise _timeline_error("operator_termination.date",
+                              f"{who}: {c.operator_termination.date} is before the service start "
+                              f"{c.service_start_date}")
+    end = c.contract_end
+    if end is not None:
+        for i, change in enumerate(c.plans[1:], start=1):
+            if change.started_using_on > end:
+                raise _timeline_error(f"plans.{i}.started_using_on",
+                                      f"{who}: {change.started_using_on} is after the contract end {end}")
+    previous: Suspension | None = None
+    for i, s in enumerate(sorted(c.suspensions, key=lambda s: s.from_)):
+        if s.to is not None and s.to < s.from_:
+            raise _timeline_error(f"suspensions.{i}.to", f"{who}: {s.to} is before its 'from' {s.from_}")
+        if s.from_ < c.service_start_date:
+            raise _timeline_error(f"suspensions.{i}.from",
+                                  f"{who}: {s.from_} is before the service start {c.service_start_date}")
+        if end is not None and s.from_ > end:
+            raise _timeline_error(f"suspensions.{i}.from", f"{who}: {s.from_} is after the contract end {end}")
+        if previous is not None and (previous.to is None or s.from_ <= previous.to):
+            raise _timeline_error(f"suspensions.{i}.from",
+                                  f"{who}: the suspension from {s.from_} overlaps the one from {previous.from_}")
+        previous = s
 
 
 @dataclass(frozen=True)
@@ -123,7 +265,9 @@ def _describe(exc: ValidationError) -> tuple[str, ...]:
     out = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(file)"
-        out.append(f"field '{loc}': {err['msg']}")
+        msg = err["msg"].removeprefix("Value error, ")
+        # Timeline checks run over the whole file but name their own field.
+        out.append(msg if loc == "(file)" and msg.startswith("field '") else f"field '{loc}': {msg}")
     return tuple(out)
 
 

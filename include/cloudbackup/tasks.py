@@ -138,13 +138,26 @@ def billing_month_for(data_interval_start: datetime) -> BillingMonth:
     return BillingMonth.of(data_interval_start.astimezone(TOKYO).date())
 
 
-def issue_invoices(month: str) -> dict:
+def issue_invoices(month: str, issue_date: str | None = None, dry_run: bool = False) -> dict:
+    """Issue the month's invoices. The DAG passes the Tokyo date its data interval ends on as the issue
+    date; the CLI defaults to today. Customers not billed are listed under `failed`."""
+    from datetime import date
+
+    from cloudbackup.operator_settings import load_operator
+
     registry = load_registry(settings.registry_dir())
     for error in registry.errors:
         log.error("customer file not billed until fixed: %s", error)
+    for customer in registry.customers:
+        for warning in customer.timeline_warnings:
+            log.warning("%s", warning)
+    day = date.fromisoformat(issue_date) if issue_date else datetime.now(TOKYO).date()
     result = invoices.issue_month(connections.database(), list(registry.customers),
-                                  load_catalog(settings.catalog_path()), BillingMonth.parse(month))
-    return asdict(result)
+                                  load_catalog(settings.catalog_path()), BillingMonth.parse(month), load_operator(),
+                                  day, dry_run=dry_run)
+    out = asdict(result)
+    out["failed"] += [error.file.stem for error in registry.errors]
+    return out
 
 
 def export_month_csv(month: str) -> str:

@@ -1,98 +1,50 @@
-"""Billing rules: a customer's invoice lines for one billing month, as pure functions (art. 22, 25, 26)."""
+"""The fee rules of the terms (art. 9(4), 21, 22), each in one function: timeline + catalog + month → lines."""
 
 from __future__ import annotations
 
-import calendar
-import re
-from dataclasses import dataclass
-from datetime import date
-from decimal import ROUND_FLOOR, Decimal
-
-from cloudbackup.catalog import Catalog
+from cloudbackup.billing.invoice import Invoice, InvoiceLine, LineKind
+from cloudbackup.billing.months import BillingMonth
+from cloudbackup.catalog import Catalog, Plan, PriceVersion
 from cloudbackup.registry import Customer
 
-
-@dataclass(frozen=True, order=True)
-class BillingMonth:
-    """A calendar month of the Asia/Tokyo business calendar; invoices close at its end (art. 22(1))."""
-
-    year: int
-    month: int
-
-    @classmethod
-    def parse(cls, text: str) -> BillingMonth:
-        m = re.fullmatch(r"(\d{4})-(\d{2})", text)
-        if not m or not 1 <= int(m.group(2)) <= 12:
-            raise ValueError(f"billing month {text!r} must be YYYY-MM")
-        return cls(int(m.group(1)), int(m.group(2)))
-
-    @classmethod
-    def of(cls, day: date) -> BillingMonth:
-        return cls(day.year, day.month)
-
-    @property
-    def first_day(self) -> date:
-        return date(self.year, self.month, 1)
-
-    @property
-    def last_day(self) -> date:
-        return date(self.year, self.month, calendar.monthrange(self.year, self.month)[1])
-
-    def next(self) -> BillingMonth:
-        return BillingMonth(self.year + self.month // 12, self.month % 12 + 1)
-
-    def __str__(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}"
-
-
-@dataclass(frozen=True)
-class InvoiceLine:
-    kind: str              # monthly_fee | initial_fee
-    description: str
-    amount: int            # yen, before tax
-    tax_rate: Decimal
-
-
-@dataclass(frozen=True)
-class Invoice:
-    customer_id: str
-    billing_month: BillingMonth
-    sales_agent: str
-    lines: tuple[InvoiceLine, ...]
-
-    @property
-    def subtotal(self) -> int:
-        return sum(line.amount for line in self.lines)
-
-    @property
-    def tax(self) -> int:
-        return sum(tax_on(self.subtotal_at(rate), rate) for rate in self.tax_rates)
-
-    @property
-    def total(self) -> int:
-        return self.subtotal + self.tax
-
-    @property
-    def tax_rates(self) -> list[Decimal]:
-        return sorted({line.tax_rate for line in self.lines})
-
-    def subtotal_at(self, rate: Decimal) -> int:
-        return sum(line.amount for line in self.lines if line.tax_rate == rate)
-
-
-def tax_on(subtotal: int, rate: Decimal) -> int:
-    """Consumption tax on a subtotal, fractions of a yen truncated (art. 25, 26)."""
-    return int((Decimal(subtotal) * rate).to_integral_value(rounding=ROUND_FLOOR))
+# Suspensions (art. 14) are deliberately absent from every rule below: a suspended customer is charged
+# as if served (art. 21(2)). Late-payment charges are absent too: there are none (art. 24).
 
 
 def first_billed_month(customer: Customer) -> BillingMonth:
-    """The monthly fee runs from the 1st of the month after the service start (art. 22(1))."""
+    """The monthly fee runs from the 1st of the month after the service start; no daily proration
+    (art. 22(1))."""
     return BillingMonth.of(customer.service_start_date).next()
 
 
+def last_billed_month(customer: Customer) -> BillingMonth | None:
+    """The month the service ends in is charged in full, whatever the day (art. 22(1)); None while the
+    contract runs on."""
+    end = customer.contract_end
+    return None if end is None else BillingMonth.of(end)
+
+
+def monthly_fee_due(customer: Customer, month: BillingMonth) -> bool:
+    """A month carries the monthly fee from the first billed month through the end month (art. 22(1))."""
+    if customer.cancelled_before_start_on is not None:
+        return False
+    last = last_billed_month(customer)
+    return first_billed_month(customer) <= month and (last is None or month <= last)
+
+
+def billed_months(customer: Customer, until: BillingMonth) -> list[BillingMonth]:
+    """Every month up to `until` whose invoice carries the monthly fee."""
+    month, out = first_billed_month(customer), []
+    while month <= until:
+        if monthly_fee_due(customer, month):
+            out.append(month)
+        month = month.next()
+    return out
+
+
 def plan_code_for(customer: Customer, month: BillingMonth) -> str:
-    """A change applies from the month after approval and first use; its own month keeps the old
-    fee (art. 9(4), 22(1))."""
+    """A change applies from the 1st of the month after the month in which the operator approved it and
+    the customer began using the changed service; its own month keeps the pre-change fee (art. 9(4), 22(1))."""
     code = customer.plans[0].plan
     for change in customer.plans[1:]:
         if BillingMonth.of(max(change.approved_on, change.started_using_on)) < month:
@@ -100,14 +52,88 @@ def plan_code_for(customer: Customer, month: BillingMonth) -> str:
     return code
 
 
+def price_for(plan: Plan, month: BillingMonth) -> PriceVersion:
+    """A month is charged at the price version in effect on its 1st: a changed price applies from its
+    effective date (art. 22(2)), and a month is never split between two prices (no proration)."""
+    return plan.price_on(month.first_day)
+
+
+def initial_fee_month(customer: Customer) -> BillingMonth | None:
+    """The initial fee is charged once, on the first invoice, with the first monthly fee (art. 22(3)).
+
+    A contract that ends in its start month never has a monthly fee; its only invoice, for the end
+    month, carries the initial fee. A contract cancelled before the service start owes no initial fee.
+    """
+    if customer.cancelled_before_start_on is not None:
+        return None
+    last = last_billed_month(customer)
+    first = first_billed_month(customer)
+    return last if last is not None and last < first else first
+
+
+def _application_price(customer: Customer, catalog: Catalog) -> tuple[Plan, PriceVersion]:
+    # One-off amounts follow the application the contract was formed on (art. 20): the first plan's
+    # price version in effect on the contract date.
+    plan = catalog.plan(customer.plans[0].plan)
+    return plan, plan.price_on(customer.contract_date)
+
+
+def penalty_month(customer: Customer) -> BillingMonth | None:
+    """A cancellation between the contract and the service start is billed in its own month (art. 21(3))."""
+    day = customer.cancelled_before_start_on
+    return None if day is None else BillingMonth.of(day)
+
+
 def bill(customer: Customer, catalog: Catalog, month: BillingMonth) -> Invoice | None:
     """The invoice for `month`, or None when nothing is due for it."""
-    if month < first_billed_month(customer):
-        return None
-    plan = catalog.plan(plan_code_for(customer, month))
-    price = plan.price_on(month.first_day)
     rate = catalog.tax_rate_on(month.last_day)
-    lines = [InvoiceLine("monthly_fee", f"{plan.name_ja} 月額利用料金 {month}", price.monthly_fee, rate)]
-    if month == first_billed_month(customer):
-        lines.append(InvoiceLine("initial_fee", f"{plan.name_ja} 初期費用", price.initial_fee, rate))
-    return Invoice(customer.id, month, customer.sales_agent, tuple(lines))
+    lines: list[InvoiceLine] = []
+    if monthly_fee_due(customer, month):
+        plan = catalog.plan(plan_code_for(customer, month))
+        lines.append(InvoiceLine(LineKind.MONTHLY_FEE.value, f"{plan.name_ja} 月額利用料金（{month}）",
+                                 price_for(plan, month).monthly_fee, rate,
+                                 f"{plan.name_en} monthly fee ({month})"))
+    if month == initial_fee_month(customer):
+        plan, price = _application_price(customer, catalog)
+        lines.append(InvoiceLine(LineKind.INITIAL_FEE.value, f"{plan.name_ja} 初期費用", price.initial_fee, rate,
+                                 f"{plan.name_en} initial fee"))
+    if month == penalty_month(customer):
+        plan, price = _application_price(customer, catalog)
+        if price.cancellation_penalty:
+            lines.append(InvoiceLine(LineKind.CANCELLATION_PENALTY.value,
+                                     f"{plan.name_ja} サービス開始前の解約に伴う違約金（約款第21条第3項）",
+                                     price.cancellation_penalty, rate,
+                                     f"{plan.name_en} penalty for cancellation before service start "
+                                     "(terms art. 21(3))"))
+    if not lines:
+        return None
+    return Invoice(customer.id, month, customer.sales_agent, tuple(lines), customer.name)
+
+
+def explain(customer: Customer, catalog: Catalog, month: BillingMonth) -> list[str]:
+    """Why the month is billed as it is, citing the terms: for previews and the operator's eyes."""
+    notes: list[str] = []
+    start = BillingMonth.of(customer.service_start_date)
+    if customer.cancelled_before_start_on is not None:
+        if month == penalty_month(customer):
+            notes.append("cancelled before the service start: penalty from the catalog (art. 21(3))")
+        return notes
+    if month == start:
+        notes.append(f"service start month ({customer.service_start_date}): no monthly fee, no proration "
+                     "(art. 22(1))")
+    if month == initial_fee_month(customer):
+        notes.append("first invoice: initial fee with the first monthly fee (art. 22(3))")
+    for change in customer.plans[1:]:
+        if BillingMonth.of(max(change.approved_on, change.started_using_on)) == month:
+            notes.append(f"plan change to {change.plan} this month: pre-change fee; the new plan from the 1st "
+                         "of next month (art. 9(4), 22(1))")
+    if monthly_fee_due(customer, month):
+        plan = catalog.plan(plan_code_for(customer, month))
+        if len(plan.prices) > 1:
+            notes.append(f"{plan.code} at its price effective from {price_for(plan, month).effective_from} "
+                         "(art. 22(2))")
+    if any(s.from_ <= month.last_day and (s.to is None or s.to >= month.first_day) for s in customer.suspensions):
+        notes.append("suspended during the month: charged as if served (art. 21(2))")
+    if month == last_billed_month(customer):
+        notes.append(f"service ends {customer.contract_end}: end month charged in full (art. 22(1))")
+    return notes

@@ -1,0 +1,84 @@
+"""An invoice's lines and figures; consumption tax once per invoice per rate, truncated (art. 25, 26)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+from enum import StrEnum
+
+from cloudbackup.billing.months import BillingMonth
+
+
+class LineKind(StrEnum):
+    MONTHLY_FEE = "monthly_fee"                    # art. 22(1)
+    INITIAL_FEE = "initial_fee"                    # art. 22(3)
+    CANCELLATION_PENALTY = "cancellation_penalty"  # art. 21(3)
+    CREDIT = "credit"                              # a credit note's reversal of an issued line
+    # There is deliberately no late-payment charge: art. 24.
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    kind: str              # a LineKind value
+    description: str       # Japanese, as printed on the invoice
+    amount: int            # integer yen, before tax; negative only on a credit note
+    tax_rate: Decimal
+    description_en: str = ""
+
+    def describe(self, language: str) -> str:
+        return self.description_en if language == "en" and self.description_en else self.description
+
+
+@dataclass(frozen=True)
+class TaxSummary:
+    """One tax rate's block of a qualified invoice: subtotal at the rate and the tax on it."""
+
+    rate: Decimal
+    subtotal: int
+    tax: int
+
+    @property
+    def percent(self) -> str:
+        return f"{(self.rate * 100).normalize():f}%"
+
+
+@dataclass(frozen=True)
+class Invoice:
+    customer_id: str
+    billing_month: BillingMonth
+    sales_agent: str
+    lines: tuple[InvoiceLine, ...]
+    customer_name: str = ""
+
+    @property
+    def subtotal(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+    @property
+    def tax(self) -> int:
+        return sum(s.tax for s in self.tax_summary)
+
+    @property
+    def total(self) -> int:
+        return self.subtotal + self.tax
+
+    @property
+    def tax_rates(self) -> list[Decimal]:
+        return sorted({line.tax_rate for line in self.lines})
+
+    def subtotal_at(self, rate: Decimal) -> int:
+        return sum(line.amount for line in self.lines if line.tax_rate == rate)
+
+    @property
+    def tax_summary(self) -> tuple[TaxSummary, ...]:
+        """Tax computed once per rate on that rate's subtotal, never per line (qualified-invoice rule)."""
+        return tuple(TaxSummary(rate, self.subtotal_at(rate), tax_on(self.subtotal_at(rate), rate))
+                     for rate in self.tax_rates)
+
+
+def tax_on(subtotal: int, rate: Decimal) -> int:
+    """Consumption tax on a subtotal, fractions of a yen truncated (art. 25, 26).
+
+    Truncation is toward zero, so a credit note's tax mirrors the tax of the invoice it reverses.
+    """
+    return int((Decimal(subtotal) * rate).to_integral_value(rounding=ROUND_DOWN))

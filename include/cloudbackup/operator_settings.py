@@ -1,0 +1,107 @@
+"""Operator settings: the invoice issuer (qualified-invoice registration) and the sales agents (art. 23)."""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cloudbackup import settings
+
+_REGISTRATION = re.compile(r"^T(\d{13})$")
+
+
+def corporate_number_check_digit(base12: str) -> int:
+    """Check digit of a 13-digit corporate number (法人番号), the leading digit, over the other 12."""
+    total = sum(int(d) * (1 if n % 2 else 2) for n, d in enumerate(reversed(base12), start=1))
+    return 9 - total % 9
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Issuer(_Strict):
+    """The invoice issuer as a registered qualified-invoice issuer (適格請求書発行事業者)."""
+
+    name: str = Field(min_length=1)
+    name_en: str = ""
+    registration_number: str
+    corporation: bool = True       # a corporation's number is its corporate number, which has a check digit
+    address: str = ""
+    invoice_number_prefix: str = Field(default="CB", pattern=r"^[A-Z0-9]{1,8}$")
+
+    @model_validator(mode="after")
+    def _registration_number(self) -> Issuer:
+        m = _REGISTRATION.match(self.registration_number)
+        if not m:
+            raise ValueError(f"registration_number {self.registration_number!r} must be 'T' followed by 13 digits")
+        digits = m.group(1)
+        if self.corporation and int(digits[0]) != corporate_number_check_digit(digits[1:]):
+            raise ValueError(f"registration_number {self.registration_number!r}: check digit {digits[0]} is wrong "
+                             f"(expected {corporate_number_check_digit(digits[1:])}); a typo?")
+        return self
+
+
+class PaymentInstructions(_Strict):
+    """How and by when the customer pays the sales agent (art. 23), as printed on the invoice."""
+
+    method: str = Field(min_length=1)
+    method_en: str = ""
+    account: str = ""
+    account_en: str = ""
+    due_months_after_billing_month: int = Field(default=1, ge=0, le=12)
+    due_day: int = Field(default=31, ge=1, le=31)   # clamped to the month's last day
+
+    def due_date(self, billing_month_last_day: date) -> date:
+        i = billing_month_last_day.year * 12 + billing_month_last_day.month - 1 + self.due_months_after_billing_month
+        year, month = i // 12, i % 12 + 1
+        return date(year, month, min(self.due_day, calendar.monthrange(year, month)[1]))
+
+
+class SalesAgent(_Strict):
+    name: str = Field(min_length=1)
+    name_en: str = ""
+    payment: PaymentInstructions
+
+
+class OperatorSettings(_Strict):
+    issuer: Issuer
+    sales_agents: Annotated[dict[str, SalesAgent], Field(min_length=1)]
+
+    @field_validator("sales_agents")
+    @classmethod
+    def _agent_codes(cls, agents: dict[str, SalesAgent]) -> dict[str, SalesAgent]:
+        for code in agents:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", code):
+                raise ValueError(f"sales agent code {code!r} must be lower-case letters, digits and '-'")
+        return agents
+
+    def agent(self, code: str) -> SalesAgent:
+        try:
+            return self.sales_agents[code]
+        except KeyError:
+            raise KeyError(f"sales agent {code!r} is not in the operator settings") from None
+
+
+def operator_path() -> Path:
+    return settings.registry_dir() / "operator.yaml"
+
+
+def load_operator(path: Path | None = None) -> OperatorSettings:
+    """Load the operator settings file; raises ValueError naming the file and the field."""
+    path = path or operator_path()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return OperatorSettings.model_validate(data)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read YAML: {exc}") from exc
+    except ValidationError as exc:
+        fields = "; ".join(f"field '{'.'.join(str(p) for p in e['loc']) or '(file)'}': "
+                           f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        raise ValueError(f"{path}: {fields}") from exc
