@@ -1,0 +1,245 @@
+"""Delivery: claim each pending notice, send it once over SMTP, record the outcome; flag the stuck ones."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import smtplib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cloudbackup import mail
+from cloudbackup.connections import SmtpEndpoint
+from cloudbackup.db import from_db_time, to_db_time, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How hard to try: N refusals make a notice stuck; waits between tries double up to a cap."""
+
+    max_attempts: int = 5
+    backoff: timedelta = timedelta(minutes=1)
+    backoff_cap: timedelta = timedelta(hours=1)
+    lease: timedelta = timedelta(minutes=10)   # a claim older than this is a crashed worker's
+    batch: int = 500
+
+    @classmethod
+    def from_env(cls) -> DeliveryPolicy:
+        env = os.environ
+        return cls(max_attempts=int(env.get("CLOUDBACKUP_NOTICE_MAX_ATTEMPTS", cls.max_attempts)),
+                   backoff=timedelta(seconds=float(env.get("CLOUDBACKUP_NOTICE_BACKOFF_SECONDS", 60))),
+                   lease=timedelta(seconds=float(env.get("CLOUDBACKUP_NOTICE_LEASE_SECONDS", 600))))
+
+    def next_attempt(self, attempts: int, now: datetime) -> datetime:
+        return now + min(self.backoff_cap, self.backoff * 2 ** max(0, attempts - 1))
+
+
+MAX_ATTEMPTS = DeliveryPolicy.max_attempts
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One notice handled by one delivery pass: sent, or refused (and whether that made it stuck)."""
+
+    id: int
+    kind: str
+    customer_id: str
+    recipient: str
+    message_id: str
+    attempts: int
+    at: datetime
+    error: str | None = None
+    stuck: bool = False
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    sent: int
+    failed: int            # refused this pass, will be retried after backoff
+    stuck: int             # all notices flagged stuck (not only this pass's)
+    pending: int = 0       # unsent, not stuck, after this pass
+    unavailable: str | None = None   # why the pass stopped early: SMTP unreachable
+    outcomes: tuple[Outcome, ...] = field(default=())
+
+
+def _due_ids(engine: Engine, now: datetime, policy: DeliveryPolicy) -> list[int]:
+    with engine.connect() as conn:
+        return [int(r.id) for r in conn.execute(sa.text(
+            "SELECT id FROM notices WHERE sent_at IS NULL AND stuck_at IS NULL "
+            "AND (next_attempt_at IS NULL OR next_attempt_at <= :now) "
+            "AND (claimed_until IS NULL OR claimed_until <= :now) ORDER BY created_at, id LIMIT :n"),
+            {"now": to_db_time(now), "n": policy.batch})]
+
+
+def _claim(engine: Engine, notice_id: int, token: str, now: datetime, policy: DeliveryPolicy):  # noqa: ANN202
+    """Take the notice for this pass (a lease), committed before sending; None if another worker has it."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.text(
+            "SELECT id, kind, customer_id, recipient, subject, body_text, body_html, message_id, attempts, "
+            "claimed_until FROM notices WHERE id = :id"), {"id": notice_id}).one()
+        taken = conn.execute(sa.text(
+            "UPDATE notices SET claim_token = :tok, claimed_until = :until, last_attempt_at = :now "
+            "WHERE id = :id AND sent_at IS NULL AND stuck_at IS NULL "
+            "AND (claimed_until IS NULL OR claimed_until <= :now)"),
+            {"tok": token, "until": to_db_time(now + policy.lease), "now": to_db_time(now), "id": notice_id})
+        return row if taken.rowcount == 1 else None
+
+
+def _release(engine: Engine, notice_id: int, token: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE notices SET claim_token = NULL, claimed_until = NULL "
+                             "WHERE id = :id AND claim_token = :tok"), {"id": notice_id, "tok": token})
+
+
+def _mark_sent(engine: Engine, row, token: str, now: datetime) -> Outcome:  # noqa: ANN001
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "UPDATE notices SET sent_at = :now, attempts = attempts + 1, last_error = NULL, claim_token = NULL, "
+            "claimed_until = NULL, next_attempt_at = NULL WHERE id = :id AND claim_token = :tok"),
+            {"now": to_db_time(now), "id": row.id, "tok": token})
+    return Outcome(row.id, row.kind, row.customer_id, row.recipient, row.message_id, row.attempts + 1, now)
+
+
+def _mark_failed(engine: Engine, row, token: str, now: datetime, error: str,  # noqa: ANN001
+                 policy: DeliveryPolicy) -> Outcome:
+    attempts = row.attempts + 1
+    stuck = attempts >= policy.max_attempts
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "UPDATE notices SET attempts = :a, last_error = :e, claim_token = NULL, claimed_until = NULL, "
+            "next_attempt_at = :next, stuck_at = :stuck WHERE id = :id AND claim_token = :tok"),
+            {"a": attempts, "e": error[:1000], "next": to_db_time(policy.next_attempt(attempts, now)),
+             "stuck": to_db_time(now) if stuck else None, "id": row.id, "tok": token})
+    return Outcome(row.id, row.kind, row.customer_id, row.recipient, row.message_id, attempts, now, error, stuck)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        detail = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        return f"{type(exc).__name__}: {exc.smtp_code} {detail}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | None = None,
+                    now: Callable[[], datetime] = utcnow) -> DeliveryReport:
+    """Send every due notice at most once per pass; refusals wait with backoff, N refusals make it stuck.
+
+    Each notice is claimed (committed) before it is sent and marked sent right after, in its own
+    transaction: a task retried after sending finds it sent, or still claimed, and does not send it again.
+    Only a worker dying between the SMTP server's acceptance and that commit leaves a claim to expire;
+    the notice is then sent again with the same Message-ID (a lost notice is worse than a repeated one).
+    """
+    policy = policy or DeliveryPolicy.from_env()
+    token = secrets.token_hex(16)
+    outcomes: list[Outcome] = []
+    unavailable: str | None = None
+    with mail.Session(ep) as session:
+        for notice_id in _due_ids(engine, now(), policy):
+            row = _claim(engine, notice_id, token, now(), policy)
+            if row is None:
+                continue
+            if row.claimed_until is not None:
+                log.warning("notice %s: an earlier delivery claimed it and ended without an outcome; sending again "
+                            "with the same Message-ID %s", row.id, row.message_id)
+            msg = mail.build_message(ep.sender, row.recipient, row.subject, row.body_text, row.body_html,
+                                     row.message_id, row.kind)
+            try:
+                session.send(msg)
+            except mail.SmtpUnavailable as exc:
+                _release(engine, row.id, token)   # not this notice's fault: no attempt counted
+                unavailable = str(exc)
+                break
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                # Lost mid-message: the server did not accept it. Counted, so a message that always
+                # breaks the connection ends up stuck instead of blocking the queue forever.
+                outcomes.append(_mark_failed(engine, row, token, now(), _describe(exc), policy))
+                session.drop()
+                unavailable = _describe(exc)
+                break
+            except smtplib.SMTPException as exc:
+                outcomes.append(_mark_failed(engine, row, token, now(), _describe(exc), policy))
+                continue
+            outcomes.append(_mark_sent(engine, row, token, now()))
+    for o in outcomes:
+        if o.error is None:
+            log.info("SENT notice %s %s to %s (customer %s) at %s, Message-ID %s", o.id, o.kind, o.recipient,
+                     o.customer_id, o.at.isoformat(), o.message_id)
+        elif o.stuck:
+            log.error("STUCK notice %s %s to %s (customer %s) after %d attempts: %s — see `cloudbackup notices "
+                      "status`", o.id, o.kind, o.recipient, o.customer_id, o.attempts, o.error)
+        else:
+            log.warning("REFUSED notice %s %s to %s (customer %s), attempt %d: %s — will retry", o.id, o.kind,
+                        o.recipient, o.customer_id, o.attempts, o.error)
+    if unavailable:
+        log.warning("delivery stopped early, remaining notices wait for the next run: %s", unavailable)
+    counts = outbox_counts(engine)
+    return DeliveryReport(sent=sum(o.error is None for o in outcomes),
+                          failed=sum(o.error is not None and not o.stuck for o in outcomes),
+                          stuck=counts["stuck"], pending=counts["pending"], unavailable=unavailable,
+                          outcomes=tuple(outcomes))
+
+
+def outbox_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(
+            "SELECT SUM(CASE WHEN sent_at IS NOT NULL THEN 1 ELSE 0 END) AS sent, "
+            "SUM(CASE WHEN sent_at IS NULL AND stuck_at IS NULL THEN 1 ELSE 0 END) AS pending, "
+            "SUM(CASE WHEN sent_at IS NULL AND stuck_at IS NOT NULL THEN 1 ELSE 0 END) AS stuck FROM notices")).one()
+    return {"sent": int(row.sent or 0), "pending": int(row.pending or 0), "stuck": int(row.stuck or 0)}
+
+
+@dataclass(frozen=True)
+class NoticeRecord:
+    """One outbox row as an operator sees it."""
+
+    id: int
+    kind: str
+    customer_id: str
+    recipient: str
+    subject: str
+    created_at: datetime
+    sent_at: datetime | None
+    attempts: int
+    last_error: str | None
+    stuck_at: datetime | None
+    next_attempt_at: datetime | None
+
+    @property
+    def state(self) -> str:
+        return "sent" if self.sent_at else "stuck" if self.stuck_at else "pending"
+
+
+def list_notices(engine: Engine, state: str | None = None, customer_id: str | None = None,
+                 limit: int = 50) -> list[NoticeRecord]:
+    """Newest first; state one of sent | pending | stuck (or all)."""
+    conditions = {"sent": "sent_at IS NOT NULL", "pending": "sent_at IS NULL AND stuck_at IS NULL",
+                  "stuck": "sent_at IS NULL AND stuck_at IS NOT NULL", None: "1 = 1"}
+    if state not in conditions:
+        raise ValueError(f"state {state!r} must be one of sent, pending, stuck")
+    where = conditions[state] + (" AND customer_id = :c" if customer_id else "")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT id, kind, customer_id, recipient, subject, created_at, sent_at, attempts, last_error, stuck_at, "
+            f"next_attempt_at FROM notices WHERE {where} ORDER BY created_at DESC, id DESC LIMIT :n"),
+            {"c": customer_id, "n": limit}).all()
+    return [NoticeRecord(r.id, r.kind, r.customer_id, r.recipient, r.subject, from_db_time(r.created_at),
+                         from_db_time(r.sent_at), int(r.attempts), r.last_error, from_db_time(r.stuck_at),
+                         from_db_time(r.next_attempt_at)) for r in rows]
+
+
+def retry_stuck(engine: Engine, notice_id: int) -> bool:
+    """An operator puts a stuck notice back in the queue (after fixing the address, say); its attempts restart."""
+    with engine.begin() as conn:
+        done = conn.execute(sa.text(
+            "UPDATE notices SET stuck_at = NULL, attempts = 0, next_attempt_at = NULL "
+            "WHERE id = :id AND sent_at IS NULL AND stuck_at IS NOT NULL"), {"id": notice_id})
+    if done.rowcount == 1:
+        log.info("stuck notice %s queued again by an operator", notice_id)
+    return done.rowcount == 1
