@@ -246,11 +246,17 @@ def _wait_writable(server: S3Server, proc: subprocess.Popen, log: Path) -> None:
 
 @dataclass
 class SmtpServer:
-    """aiosmtpd capturing every message as an .eml file in `maildir`."""
+    """aiosmtpd capturing every message as an .eml file in `maildir`.
+
+    For delivery tests: `refuse_first` answers 451 (try again later) to the first N messages after each
+    start; `refuse_recipients` answers 550 to RCPT TO those addresses, always.
+    """
 
     directory: Path
     port: int
     proc: subprocess.Popen | None = None
+    refuse_first: int = 0
+    refuse_recipients: tuple[str, ...] = ()
 
     @property
     def maildir(self) -> Path:
@@ -269,24 +275,39 @@ class SmtpServer:
     def start(self) -> None:
         self.maildir.mkdir(parents=True, exist_ok=True)
         log = self.directory / "smtp.log"
+        refusals = [f"--refuse-first={self.refuse_first}"] + [f"--refuse-to={r}" for r in self.refuse_recipients]
         self.proc = subprocess.Popen([sys.executable, "-m", "cloudbackup.devstack", "smtp-serve",
-                                      str(self.maildir), "--port", str(self.port)],
+                                      str(self.maildir), "--port", str(self.port), *refusals],
                                      stdout=log.open("ab"), stderr=subprocess.STDOUT)
         _wait(lambda: _port_open(self.port), "aiosmtpd", self.proc, log)
 
 
-def start_smtp(directory: Path, port: int | None = None) -> SmtpServer:
+def start_smtp(directory: Path, port: int | None = None, refuse_first: int = 0,
+               refuse_recipients: tuple[str, ...] = ()) -> SmtpServer:
     directory.mkdir(parents=True, exist_ok=True)
-    server = SmtpServer(directory, port or free_port())
+    server = SmtpServer(directory, port or free_port(), refuse_first=refuse_first,
+                        refuse_recipients=refuse_recipients)
     server.start()
     return server
 
 
-def _serve_smtp(maildir: Path, port: int) -> None:
+def _serve_smtp(maildir: Path, port: int, refuse_first: int = 0, refuse_to: tuple[str, ...] = ()) -> None:
     from aiosmtpd.controller import Controller
 
+    refusals_left = refuse_first
+
     class Capture:
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, N802
+            if address.lower() in refuse_to:
+                return "550 5.1.1 Mailbox unavailable (devstack refuse_recipients)"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
         async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802
+            nonlocal refusals_left
+            if refusals_left > 0:
+                refusals_left -= 1
+                return "451 4.3.0 Temporarily refusing, try again later (devstack refuse_first)"
             name = f"{time.time_ns()}-{secrets.token_hex(4)}.eml"
             tmp = maildir / (name + ".tmp")
             tmp.write_bytes(envelope.original_content or envelope.content)
@@ -363,9 +384,11 @@ def main(argv: list[str] | None = None) -> None:
     serve = sub.add_parser("smtp-serve", help="(internal) run the capturing SMTP server")
     serve.add_argument("maildir", type=Path)
     serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--refuse-first", type=int, default=0, help="answer 451 to the first N messages")
+    serve.add_argument("--refuse-to", action="append", default=[], help="answer 550 to RCPT TO this address")
     args = parser.parse_args(argv)
     if args.command == "smtp-serve":
-        _serve_smtp(args.maildir, args.port)
+        _serve_smtp(args.maildir, args.port, args.refuse_first, tuple(a.lower() for a in args.refuse_to))
 
 
 if __name__ == "__main__":

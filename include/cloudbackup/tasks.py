@@ -168,11 +168,40 @@ def export_month_csv(month: str) -> str:
     return str(path)
 
 
+class NoticesNotDelivered(Exception):
+    """Some due notices were not sent this time (SMTP down or refusing); they wait, and the task retries."""
+
+
 def deliver_notices() -> dict:
+    """Send the outbox's due notices, each once; raise so Airflow retries if SMTP was down or refused some."""
     report = notices.deliver_pending(connections.database(), connections.smtp_endpoint())
-    log.info("notices: %d sent, %d failed this time, %d stuck after %d attempts", report.sent, report.failed,
-             report.stuck, notices.MAX_ATTEMPTS)
-    return asdict(report)
+    log.info("notices: %d sent, %d refused this time (retried later), %d pending, %d stuck (flagged after %d "
+             "attempts; `cloudbackup notices list --state stuck`)", report.sent, report.failed, report.pending,
+             report.stuck, notices.DeliveryPolicy.from_env().max_attempts)
+    if report.unavailable or report.failed:
+        raise NoticesNotDelivered(report.unavailable or f"{report.failed} notice(s) refused; they wait in the outbox")
+    return {"sent": report.sent, "pending": report.pending, "stuck": report.stuck,
+            "sent_notice_ids": [o.id for o in report.outcomes if o.error is None]}
+
+
+def queue_event_notices() -> dict:
+    """Queue notices not queued where their event was recorded: run digests, capacity events (backstop),
+    declared maintenance windows still ahead (art. 13(2)) and registry suspensions (art. 14(2))."""
+    from cloudbackup.db import utcnow
+    from cloudbackup.maintenance import load_windows
+    from cloudbackup.notices import sweep
+
+    registry = load_registry(settings.registry_dir())
+    customers = list(registry.customers)
+    engine = connections.database()
+    now = utcnow()
+    events = sweep.queue_recorded_events(engine, customers, now)
+    windows = load_windows(settings.registry_dir() / "maintenance.yaml")
+    result = {"collection_errors": events.collection_errors, "capacity": events.capacity,
+              "maintenance": sweep.announce_maintenance(engine, customers, windows, now),
+              "suspension": sweep.announce_suspensions(engine, customers, now.astimezone(TOKYO).date())}
+    log.info("notices queued: %s", result)
+    return result
 
 
 def migrate_database() -> list[str]:
