@@ -13,12 +13,12 @@ from sqlalchemy.engine import Engine
 
 from cloudbackup.catalog import Catalog
 from cloudbackup.db import from_db_time, to_db_time
+from cloudbackup.maintenance import Window
 from cloudbackup.notices import MAX_ATTEMPTS
 from cloudbackup.registry import Customer, CustomerStatus
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NEAR_CAPACITY_PERCENT = 80          # the fleet page flags customers at or above this share of their contract
-SNAPSHOT_STATUSES = ("succeeded", "succeeded_with_errors")
 # Only these columns are read, by name, so columns other issues add to the tables never break the console.
 _RUN_COLUMNS = ("id, customer_id, run_key, status, skip_reason, started_at, finished_at, files_collected, "
                 "bytes_collected, collection_error_count, stored_bytes")
@@ -111,6 +111,17 @@ class NoticeRow:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """A complete snapshot the restore DAG can restore from (table `snapshots`)."""
+
+    snapshot_id: str
+    created_at: datetime
+    file_count: int
+    total_bytes: int
+    run_key: str | None
+
+
+@dataclass(frozen=True)
 class CustomerDetail:
     row: FleetRow
     capacity: tuple[CapacityPoint, ...]
@@ -118,7 +129,7 @@ class CustomerDetail:
     runs: tuple[Run, ...]
     open_errors: tuple[CollectionErrorRow, ...]
     open_error_count: int
-    snapshots: tuple[Run, ...]
+    snapshots: tuple[Snapshot, ...]
     notices: tuple[NoticeRow, ...]
 
 
@@ -170,12 +181,13 @@ def next_run(schedule: str, after: datetime) -> datetime:
     return croniter(schedule, after.astimezone(TOKYO)).get_next(datetime)
 
 
-def customer_state(customer: Customer, last: Run | None, today: date) -> str:
-    """Suspended per the registry (status, or a suspension covering today); 'maintenance' when the last run
-    was skipped for a maintenance window."""
-    suspended_on = getattr(customer, "suspended_on", None)     # the contract timeline, where the registry has it
-    if customer.status == CustomerStatus.SUSPENDED or (suspended_on and suspended_on(today)):
+def customer_state(customer: Customer, last: Run | None, now: datetime, windows: Sequence[Window] = ()) -> str:
+    """'suspended' per the registry (status, or a suspension covering today, art. 14); 'maintenance' inside a
+    declared window (art. 13) or when the last run was skipped for one; else 'active'."""
+    if customer.status == CustomerStatus.SUSPENDED or customer.suspended_on(now.astimezone(TOKYO).date()):
         return "suspended"
+    if any(w.covers(customer.id, now) for w in windows):
+        return "maintenance"
     if last and last.status == "skipped" and "maintenance" in (last.skip_reason or "").lower():
         return "maintenance"
     return "active"
@@ -241,32 +253,34 @@ def _notice_counts(conn: sa.Connection) -> dict[str, tuple[int, int]]:
 
 
 def _fleet_row(customer: Customer, catalog: Catalog, now: datetime, last: Run | None, stored: int | None,
-               notice_counts: tuple[int, int]) -> FleetRow:
+               notice_counts: tuple[int, int], windows: Sequence[Window]) -> FleetRow:
     today = now.astimezone(TOKYO).date()
     code = plan_in_use(customer, today)
     try:
         capacity = catalog.plan(code).contract_capacity_bytes
     except KeyError:
         capacity = 0            # shown as "unknown plan"; the registry check reports the file
-    state = customer_state(customer, last, today)
+    state = customer_state(customer, last, now, windows)
     return FleetRow(customer_id=customer.id, name=customer.name, dag_id=customer.dag_id, plan=code, state=state,
                     contract_capacity_bytes=capacity, stored_bytes=stored,
                     last_run=last, next_run=None if state == "suspended" else next_run(customer.schedule, now),
                     notices_pending=notice_counts[0], notices_failed=notice_counts[1])
 
 
-def fleet(engine: Engine, customers: Sequence[Customer], catalog: Catalog, now: datetime) -> list[FleetRow]:
+def fleet(engine: Engine, customers: Sequence[Customer], catalog: Catalog, now: datetime,
+          windows: Sequence[Window] = ()) -> list[FleetRow]:
     """Every registry customer with its last run, stored bytes, next run and notice counts (3 queries)."""
     with engine.connect() as conn:
         last = _latest_runs(conn, stored_only=False)
         stored = _latest_runs(conn, stored_only=True)
         counts = _notice_counts(conn)
     return [_fleet_row(c, catalog, now, last.get(c.id), stored[c.id].stored_bytes if c.id in stored else None,
-                       counts.get(c.id, (0, 0)))
+                       counts.get(c.id, (0, 0)), windows)
             for c in customers]
 
 
-def customer_detail(engine: Engine, customer: Customer, catalog: Catalog, now: datetime, *,
+def customer_detail(engine: Engine, customer: Customer, catalog: Catalog, now: datetime,
+                    windows: Sequence[Window] = (), *,
                     days: int = 365, recent: int = 30, error_limit: int = 500) -> CustomerDetail:
     """One customer's page: capacity history, recent runs, open collection errors, snapshots, notices."""
     since = now - timedelta(days=days)
@@ -298,10 +312,11 @@ def customer_detail(engine: Engine, customer: Customer, catalog: Catalog, now: d
                       for r in conn.execute(sa.text(
                           "SELECT path, reason, detail, recorded_at FROM collection_errors WHERE backup_run_id = :r "
                           "ORDER BY path LIMIT :n"), {**rid, "n": error_limit}).all()]
-        snapshots = [_run(r) for r in conn.execute(sa.text(
-            f"SELECT {_RUN_COLUMNS} FROM backup_runs WHERE customer_id = :c AND status IN "
-            "('succeeded', 'succeeded_with_errors') ORDER BY started_at DESC, id DESC LIMIT :n"),
-            {**cid, "n": recent}).all()]
+        snapshots = [Snapshot(r.snapshot_id, from_db_time(r.created_at), int(r.file_count), int(r.total_bytes),
+                              r.run_key) for r in conn.execute(sa.text(
+            "SELECT s.snapshot_id, s.created_at, s.file_count, s.total_bytes, r.run_key FROM snapshots s "
+            "LEFT JOIN backup_runs r ON r.id = s.backup_run_id WHERE s.customer_id = :c "
+            "ORDER BY s.created_at DESC, s.id DESC LIMIT :n"), {**cid, "n": recent}).all()]
         notices = [NoticeRow(r.kind, r.subject, from_db_time(r.created_at), from_db_time(r.sent_at),
                              int(r.attempts), r.last_error) for r in conn.execute(sa.text(
                    "SELECT kind, subject, created_at, sent_at, attempts, last_error FROM notices "
@@ -311,7 +326,7 @@ def customer_detail(engine: Engine, customer: Customer, catalog: Catalog, now: d
                   capacity[-1].stored_bytes if capacity else None)
     pending = sum(1 for n in notices if n.state == "pending")
     failed = sum(1 for n in notices if n.state == "failed")
-    row = _fleet_row(customer, catalog, now, last, stored, (pending, failed))
+    row = _fleet_row(customer, catalog, now, last, stored, (pending, failed), windows)
     return CustomerDetail(row, tuple(capacity), tuple(events), tuple(runs), tuple(errors), error_count,
                           tuple(snapshots), tuple(notices))
 

@@ -15,11 +15,11 @@ from sqlalchemy.engine import Engine
 
 from cloudbackup import console, db, settings
 from cloudbackup.billing import BillingMonth
-from cloudbackup.catalog import Catalog
 from cloudbackup.console_web import (
     BILLING_DAG_ID,
     CSV_FILES,
     REGISTRY,
+    Registered,
     fleet_html,
     month_csvs,
     render_customer,
@@ -27,7 +27,6 @@ from cloudbackup.console_web import (
     render_invoice,
 )
 from cloudbackup.db import utcnow
-from cloudbackup.registry import Registry
 
 DB_CONN_ID = os.environ.get("CLOUDBACKUP_DB_CONN_ID", "cloudbackup_db")
 
@@ -54,9 +53,8 @@ def create_app() -> FastAPI:
     # not viewer). Other auth managers grant it per DAG (e.g. FAB "can edit on DAG:billing_monthly").
     finance_access = Depends(requires_access_dag("PUT", param_dag_id=BILLING_DAG_ID))
 
-    def state() -> tuple[Registry, Catalog, Engine]:
-        registry, catalog = REGISTRY.get(settings.registry_dir())
-        return registry, catalog, project_engine()
+    def state() -> tuple[Registered, Engine]:
+        return REGISTRY.get(settings.registry_dir()), project_engine()
 
     @app.get("/", response_class=HTMLResponse, dependencies=[Depends(requires_access_dag("GET"))])
     def fleet_page(request: Request) -> str:
@@ -64,30 +62,31 @@ def create_app() -> FastAPI:
 
     @app.get("/customers/{customer_id}", response_class=HTMLResponse, dependencies=[Depends(may_read_customer)])
     def customer_page(customer_id: str) -> str:
-        registry, catalog, engine = state()
+        reg, engine = state()
         try:
-            customer = registry.get(customer_id)
+            customer = reg.registry.get(customer_id)
         except KeyError:
             raise HTTPException(404, f"no customer {customer_id!r} in the registry") from None
         now = utcnow()
-        return render_customer(console.customer_detail(engine, customer, catalog, now), customer, now)
+        return render_customer(console.customer_detail(engine, customer, reg.catalog, now, reg.windows),
+                               customer, now)
 
     @app.get("/finance", response_class=HTMLResponse, dependencies=[finance_access])
     def finance_page(month: str = "") -> str:
-        registry, _, engine = state()
+        reg, engine = state()
         months = console.billing_months(engine)
         selected = month or (months[0].billing_month if months else None)
         if selected:
             _month(selected)
         listed = console.month_invoices(engine, selected) if selected else []
-        return render_finance(months, selected, listed, {c.id: c.name for c in registry.customers})
+        return render_finance(months, selected, listed, {c.id: c.name for c in reg.registry.customers})
 
     @app.get("/finance/csv/{filename}", dependencies=[finance_access])
     def month_download(filename: str) -> Response:
         match = re.fullmatch(rf"({'|'.join(CSV_FILES)})-(\d{{4}}-\d{{2}})\.csv", filename)
         if not match:
             raise HTTPException(404, f"no month-end file {filename!r}")
-        _, _, engine = state()
+        _, engine = state()
         body = month_csvs(engine, _month(match.group(2))).get(filename)
         if body is None:
             raise HTTPException(404, f"no month-end file {filename!r}")
@@ -96,12 +95,12 @@ def create_app() -> FastAPI:
 
     @app.get("/finance/invoices/{invoice_number}", response_class=HTMLResponse, dependencies=[finance_access])
     def invoice_page(invoice_number: str) -> str:
-        registry, _, engine = state()
+        reg, engine = state()
         found = console.invoice_detail(engine, invoice_number)
         if found is None:
             raise HTTPException(404, f"no invoice {invoice_number!r}")
         invoice, lines = found
-        names = {c.id: c.name for c in registry.customers}
+        names = {c.id: c.name for c in reg.registry.customers}
         return render_invoice(invoice, lines, names.get(invoice.customer_id, ""))
 
     return app

@@ -16,6 +16,7 @@ from cloudbackup.billing import BillingMonth
 from cloudbackup.catalog import GB, Catalog, load_catalog
 from cloudbackup.console import TOKYO, CustomerDetail, FleetRow
 from cloudbackup.db import utcnow
+from cloudbackup.maintenance import Window, load_windows
 from cloudbackup.notices import yen
 from cloudbackup.registry import Customer, Registry, load_registry
 
@@ -136,18 +137,29 @@ def month_csvs(engine: Engine, month: BillingMonth) -> dict[str, bytes]:
 
 # ---- the imperative shell: registry cache, engine, FastAPI app ------------------------------------------
 
+@dataclass(frozen=True)
+class Registered:
+    """What the console reads from the registry folder: customers, catalog, maintenance windows."""
+
+    registry: Registry
+    catalog: Catalog
+    windows: tuple[Window, ...]
+
+
 class RegistryCache:
-    """The registry re-read only when a customer file changes (1,000 YAML files take most of a second)."""
+    """The registry re-read only when one of its files changes (1,000 YAML files take most of a second)."""
 
     def __init__(self) -> None:
         self._key: tuple | None = None
-        self._value: tuple[Registry, Catalog] | None = None
+        self._value: Registered | None = None
 
-    def get(self, directory: Path) -> tuple[Registry, Catalog]:
-        files = sorted((directory / "customers").glob("*.y*ml")) + [directory / "catalog.yaml"]
-        key = (str(directory), tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+    def get(self, directory: Path) -> Registered:
+        files = sorted((directory / "customers").glob("*.y*ml")) + [directory / "catalog.yaml",
+                                                                   directory / "maintenance.yaml"]
+        key = (str(directory), tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.exists()))
         if key != self._key or self._value is None:
-            self._value = (load_registry(directory), load_catalog(directory / "catalog.yaml"))
+            self._value = Registered(load_registry(directory), load_catalog(directory / "catalog.yaml"),
+                                     tuple(load_windows(directory / "maintenance.yaml")))
             self._key = key
         return self._value
 
@@ -159,10 +171,10 @@ def fleet_html(engine: Engine, registry_dir: Path, params: dict[str, str], now: 
     """The fleet page as served (registry, 3 queries, sort/filter, render); the benchmark times this."""
     now = now or utcnow()
     params = {k: params.get(k, "") for k in FLEET_PARAMS}
-    registry, catalog = REGISTRY.get(registry_dir)
-    rows = console.fleet(engine, registry.customers, catalog, now)
+    reg = REGISTRY.get(registry_dir)
+    rows = console.fleet(engine, reg.registry.customers, reg.catalog, now, reg.windows)
     shown = console.sort_and_filter(rows, sort=params.get("sort", "name"), query=params.get("q", ""),
                                     state=params.get("state", ""), status=params.get("status", ""),
                                     attention=params.get("attention") == "1", descending=params.get("dir") == "desc")
     return render_fleet(shown, total=len(rows), params=params, now=now,
-                        registry_errors=[str(e) for e in registry.errors])
+                        registry_errors=[str(e) for e in reg.registry.errors])
