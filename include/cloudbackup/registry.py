@@ -224,7 +224,7 @@ def _check_timeline(c: Customer) -> None:
                 raise _timeline_error(f"plans.{i}.started_using_on",
                                       f"{who}: {change.started_using_on} is after the contract end {end}")
     previous: Suspension | None = None
-    for i, s in enumerate(sorted(c.suspensions, key=lambda s: s.from_)):
+    for i, s in sorted(enumerate(c.suspensions), key=lambda pair: pair[1].from_):   # i: index in the file
         if s.to is not None and s.to < s.from_:
             raise _timeline_error(f"suspensions.{i}.to", f"{who}: {s.to} is before its 'from' {s.from_}")
         if s.from_ < c.service_start_date:
