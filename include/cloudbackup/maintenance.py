@@ -58,8 +58,11 @@ def load_windows(path: Path) -> list[Window]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         return _File.model_validate(data).windows
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: cannot read YAML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(f"field '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{path}: {problems}") from exc
 
 
 def active_window(windows: list[Window], customer_id: str, moment: datetime) -> Window | None:

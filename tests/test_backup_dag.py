@@ -1,0 +1,121 @@
+"""The backup DAG as an operator sees it (dag.test with real sshd, S3 and database).
+
+Art. 17(2): a run with collection errors is visibly different from a clean one, but not a failed backup.
+Art. 13, 14, 18(3): runs in a maintenance window or of a suspended customer are recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from backup_support import fresh_store
+
+from cloudbackup import devstack
+from conftest import ROOT, customer_yaml
+
+pytestmark = pytest.mark.servers
+
+
+def _dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags[dag_id]
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def _setup(stack: devstack.Stack, registry_dir: Path, database: dict, connect_service, customer_id: str,
+           files: dict[bytes, bytes], extra: str = "", status: str = "active") -> str:
+    area = os.fsencode(stack.sshd.root / "srv" / customer_id)
+    os.makedirs(area, exist_ok=True)
+    for name, data in files.items():
+        with open(area + b"/" + name, "wb") as out:
+            out.write(data)
+    (registry_dir / "customers" / f"{customer_id}.yaml").write_text(
+        customer_yaml(customer_id, paths=[f"/srv/{customer_id}"], status=status, extra=extra), encoding="utf-8")
+    bucket = fresh_store(stack).bucket
+    connect_service(database, [f"sftp_{customer_id.replace('-', '_')}"], bucket=bucket)
+    return bucket
+
+
+def _runs(engine: sa.Engine, customer_id: str):
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT id, status, skip_reason, collection_error_count FROM backup_runs "
+                                    "WHERE customer_id = :c"), {"c": customer_id}).all()
+
+
+def test_collection_errors_turn_one_task_red_inside_a_successful_run(
+        airflow_home, stack, registry_dir, database, engine, connect_service, request) -> None:
+    customer_id = f"dag-err-{request.node.callspec.id}"
+    _setup(stack, registry_dir, database, connect_service, customer_id,
+           {b"good.txt": b"collected", b"bad\x07name.txt": b"refused by the name policy"})
+
+    run = _dag(f"backup_{customer_id.replace('-', '_')}").test(logical_date=datetime(2026, 11, 3, tzinfo=UTC))
+
+    assert run.state == "success"
+    assert _states(run) == {"collect": "success", "collection_errors": "failed", "snapshot": "success"}
+    (row,) = _runs(engine, customer_id)
+    assert (row.status, row.collection_error_count) == ("succeeded_with_errors", 1)
+    with engine.connect() as conn:
+        errors = conn.execute(sa.text("SELECT backup_run_id, customer_id, path, reason FROM collection_errors")).all()
+        snapshots = conn.execute(sa.text("SELECT customer_id, file_count FROM snapshots")).all()
+    assert [tuple(e) for e in errors] == [(row.id, customer_id, f"/srv/{customer_id}/bad\\x07name.txt",
+                                           "name_policy")]
+    assert [tuple(s) for s in snapshots] == [(customer_id, 1)]
+
+
+def test_a_run_inside_a_maintenance_window_is_skipped_and_recorded(
+        airflow_home, stack, registry_dir, database, engine, connect_service, request) -> None:
+    customer_id = f"dag-mnt-{request.node.callspec.id}"
+    bucket = _setup(stack, registry_dir, database, connect_service, customer_id, {b"a.txt": b"a"})
+    (registry_dir / "maintenance.yaml").write_text(
+        "windows:\n  - {id: nightly-upgrade, start: 2026-11-03 01:00, end: 2026-11-03 04:00, customers: all, "
+        "reason: 設備更新}\n", encoding="utf-8")
+
+    run = _dag(f"backup_{customer_id.replace('-', '_')}").test(
+        logical_date=datetime.fromisoformat("2026-11-03T02:00:00+09:00"))
+
+    assert run.state == "success"
+    assert _states(run)["collect"] == "skipped"
+    (row,) = _runs(engine, customer_id)
+    assert row.status == "skipped" and "nightly-upgrade" in row.skip_reason and "art. 13" in row.skip_reason
+    store = fresh_store(stack)
+    store.bucket = bucket
+    assert list(store.list_keys("")) == []
+
+
+def test_a_suspended_customer_is_skipped_and_recorded(
+        airflow_home, stack, registry_dir, database, engine, connect_service, request) -> None:
+    customer_id = f"dag-sus-{request.node.callspec.id}"
+    _setup(stack, registry_dir, database, connect_service, customer_id, {b"a.txt": b"a"}, status="suspended")
+
+    run = _dag(f"backup_{customer_id.replace('-', '_')}").test(logical_date=datetime(2026, 11, 3, tzinfo=UTC))
+
+    assert _states(run)["collect"] == "skipped" and run.state == "success"
+    (row,) = _runs(engine, customer_id)
+    assert row.status == "skipped" and "art. 14" in row.skip_reason
+
+
+def test_the_restore_dag_restores_and_verifies(
+        airflow_home, stack, registry_dir, database, engine, connect_service, request, tmp_path) -> None:
+    """Art. 18(1): restore on the operator's instruction, from the trigger form's parameters."""
+    customer_id = f"dag-rst-{request.node.callspec.id}"
+    _setup(stack, registry_dir, database, connect_service, customer_id,
+           {"報告書 最終版.txt".encode(): "内容".encode() * 10, b"other.txt": b"other"})
+    _dag(f"backup_{customer_id.replace('-', '_')}").test(logical_date=datetime(2026, 11, 3, tzinfo=UTC))
+
+    run = _dag("restore").test(run_conf={"customer": customer_id, "snapshot": "latest",
+                                         "path": f"/srv/{customer_id}/報告書 最終版.txt",
+                                         "target": f"local:{tmp_path / 'out'}"})
+
+    assert run.state == "success"
+    restored = tmp_path / "out" / "srv" / customer_id
+    assert {p.name: p.read_bytes() for p in restored.iterdir()} == {"報告書 最終版.txt": "内容".encode() * 10}
