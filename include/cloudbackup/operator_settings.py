@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from cloudbackup import settings
 
@@ -31,21 +31,21 @@ class Issuer(_Strict):
 
     name: str = Field(min_length=1)
     name_en: str = ""
-    registration_number: str
     corporation: bool = True       # a corporation's number is its corporate number, which has a check digit
+    registration_number: str
     address: str = ""
     invoice_number_prefix: str = Field(default="CB", pattern=r"^[A-Z0-9]{1,8}$")
 
-    @model_validator(mode="after")
-    def _registration_number(self) -> Issuer:
-        m = _REGISTRATION.match(self.registration_number)
-        if not m:
-            raise ValueError(f"registration_number {self.registration_number!r} must be 'T' followed by 13 digits")
-        digits = m.group(1)
-        if self.corporation and int(digits[0]) != corporate_number_check_digit(digits[1:]):
-            raise ValueError(f"registration_number {self.registration_number!r}: check digit {digits[0]} is wrong "
-                             f"(expected {corporate_number_check_digit(digits[1:])}); a typo?")
-        return self
+    @field_validator("registration_number", mode="before")
+    @classmethod
+    def _registration_number(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str) or not _REGISTRATION.match(value):
+            raise ValueError(f"{value!r} must be 'T' followed by 13 digits, e.g. T4010001234567")
+        digits = value[1:]
+        if info.data.get("corporation", True) and int(digits[0]) != corporate_number_check_digit(digits[1:]):
+            raise ValueError(f"{value!r}: check digit {digits[0]} is wrong (expected "
+                             f"{corporate_number_check_digit(digits[1:])}); a typo?")
+        return value
 
 
 class PaymentInstructions(_Strict):
