@@ -1,0 +1,68 @@
+"""Migration 0002 rebuilds the invoice tables and carries the invoices issued under 0001 over, on both databases."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from billing_fixtures import CATALOG, contract
+
+from cloudbackup import db, invoices
+from cloudbackup.billing import BillingMonth
+from cloudbackup.operator_settings import load_operator
+from conftest import PG_HOST, PG_PORT, PG_USER, ROOT
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def bare_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """An empty database (no migrations applied)."""
+    if request.param == "sqlite":
+        yield db.engine_for(f"sqlite:///{tmp_path / 'old.db'}")
+        return
+    name = f"cb_mig_{secrets.token_hex(6)}"
+    admin = sa.create_engine(f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres",
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine = sa.create_engine(f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_invoices_issued_before_0002_survive_it_and_their_numbers_continue(bare_engine: sa.Engine,
+                                                                          tmp_path: Path) -> None:
+    only_0001 = tmp_path / "migrations"
+    only_0001.mkdir()
+    shutil.copy(db.MIGRATIONS_DIR / "0001_initial.sql", only_0001)
+    db.migrate(bare_engine, only_0001)
+    with bare_engine.begin() as conn:
+        old_id = db.insert_returning_id(conn, (
+            "INSERT INTO invoices (customer_id, billing_month, state, invoice_number, sales_agent, subtotal, tax, "
+            "total, created_at, issued_at) VALUES ('old-co', '2026-09', 'issued', 'CB-00000001', 'kanto-it-sales', "
+            "40000, 4000, 44000, :t, :t)"), {"t": db.to_db_time(db.utcnow())})
+        conn.execute(sa.text("INSERT INTO invoice_lines (invoice_id, line_no, kind, description, amount, tax_rate) "
+                             "VALUES (:i, 1, 'monthly_fee', 'old line', 40000, '0.10')"), {"i": old_id})
+
+    assert "0002_billing" in db.migrate(bare_engine)
+
+    with bare_engine.connect() as conn:
+        carried = conn.execute(sa.text(
+            "SELECT i.invoice_number, i.document_type, i.revision, i.total, l.description FROM invoices i "
+            "JOIN invoice_lines l ON l.invoice_id = i.id")).all()
+    assert [tuple(r) for r in carried] == [("CB-00000001", "invoice", 0, 44000, "old line")]
+    operator = load_operator(ROOT / "dags" / "registry" / "operator.yaml")
+    invoices.issue_month(bare_engine, [contract("new-co")], CATALOG, BillingMonth(2026, 10), operator,
+                         date(2026, 11, 1))
+    with bare_engine.connect() as conn:
+        numbers = conn.execute(sa.text("SELECT invoice_number FROM invoices ORDER BY id")).scalars().all()
+    assert numbers == ["CB-00000001", "CB-00000002"]
