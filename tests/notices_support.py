@@ -53,6 +53,11 @@ def new_messages(server: SmtpServer, before: set[str] | None = None) -> list[Ema
     return [parse(p) for p in sorted(server.maildir.glob("*.eml")) if p.name not in (before or set())]
 
 
+def subject_of(msg: EmailMessage) -> str:
+    # Python's parser keeps the space of a fold right after "Subject:"; a mail client does not.
+    return str(msg["Subject"]).strip()
+
+
 def text_of(msg: EmailMessage) -> str:
     return msg.get_body(("plain",)).get_content()
 

@@ -156,16 +156,17 @@ def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | N
                 _release(engine, row.id, token)   # not this notice's fault: no attempt counted
                 unavailable = str(exc)
                 break
-            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+                # This message refused (4xx/5xx); the session goes on with the next one.
+                outcomes.append(_mark_failed(engine, row, token, now(), _describe(exc), policy))
+                continue
+            except OSError as exc:  # smtplib.SMTPException is an OSError too
                 # Lost mid-message: the server did not accept it. Counted, so a message that always
                 # breaks the connection ends up stuck instead of blocking the queue forever.
                 outcomes.append(_mark_failed(engine, row, token, now(), _describe(exc), policy))
                 session.drop()
                 unavailable = _describe(exc)
                 break
-            except smtplib.SMTPException as exc:
-                outcomes.append(_mark_failed(engine, row, token, now(), _describe(exc), policy))
-                continue
             outcomes.append(_mark_sent(engine, row, token, now()))
     for o in outcomes:
         if o.error is None:
