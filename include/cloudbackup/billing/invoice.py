@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
+from functools import cached_property
 
 from cloudbackup.billing.months import BillingMonth
 
@@ -50,7 +51,8 @@ class Invoice:
     lines: tuple[InvoiceLine, ...]
     customer_name: str = ""
 
-    @property
+    # Cached: an invoice is immutable, and month-end exports read these figures many times.
+    @cached_property
     def subtotal(self) -> int:
         return sum(line.amount for line in self.lines)
 
@@ -69,7 +71,7 @@ class Invoice:
     def subtotal_at(self, rate: Decimal) -> int:
         return sum(line.amount for line in self.lines if line.tax_rate == rate)
 
-    @property
+    @cached_property
     def tax_summary(self) -> tuple[TaxSummary, ...]:
         """Tax computed once per rate on that rate's subtotal, never per line (qualified-invoice rule)."""
         return tuple(TaxSummary(rate, self.subtotal_at(rate), tax_on(self.subtotal_at(rate), rate))
