@@ -47,13 +47,16 @@ def queue(conn: Connection, kind: str, customer: Customer, idempotency_key: str,
         return False
     language = customer.language.value
     rendered = render(kind, language, {"customer": customer, **context})
-    conn.execute(sa.text(
+    # ON CONFLICT: a concurrent writer of the same event gets False instead of a failed transaction.
+    inserted = conn.execute(sa.text(
         "INSERT INTO notices (kind, customer_id, recipient, language, subject, body_text, body_html, "
         "idempotency_key, message_id, created_at, attempts) "
-        "VALUES (:kind, :c, :r, :lang, :s, :t, :h, :k, :m, :at, 0)"),
+        "VALUES (:kind, :c, :r, :lang, :s, :t, :h, :k, :m, :at, 0) ON CONFLICT (idempotency_key) DO NOTHING"),
         {"kind": kind, "c": customer.id, "r": customer.notice_email, "lang": language, "s": rendered.subject,
          "t": rendered.text, "h": rendered.html, "k": idempotency_key, "m": message_id(idempotency_key),
          "at": to_db_time(utcnow())})
+    if inserted.rowcount != 1:
+        return False
     log.info("queued %s notice for customer %s (%s)", kind, customer.id, idempotency_key)
     return True
 
