@@ -14,6 +14,8 @@ from cloudbackup.catalog import GB
 from cloudbackup.db import to_db_time
 
 PLANS = (("standard-100", 100), ("business-500", 500))
+_COMPANIES = ("田中商事株式会社", "さくら物流株式会社", "山本製作所", "北斗会計事務所", "Globex Japan K.K.",
+              "みなと歯科クリニック", "青葉設計株式会社", "東都印刷株式会社", "かもめ不動産", "Initech Tokyo")
 
 
 @dataclass(frozen=True)
@@ -57,31 +59,42 @@ def seed_fleet(engine: Engine, registry_dir: Path, *, customers: int, days: int,
     seeded = []
     for n in range(customers):
         plan, gb = PLANS[n % 7 == 0]
-        c = SeededCustomer(f"cust-{n:04d}", f"顧客 {n:04d} 株式会社", plan, gb)
+        c = SeededCustomer(f"cust-{n:04d}", f"{_COMPANIES[n % len(_COMPANIES)]} {n:04d}", plan, gb)
         status = "suspended" if n % 97 == 5 else "active"
         (registry_dir / "customers" / f"{c.id}.yaml").write_text(
             customer_file(c, status=status, schedule=f"{n % 60} {n % 6} * * *"), encoding="utf-8")
         seeded.append(c)
     with engine.begin() as conn:
-        for c in seeded:
-            growth = rng.uniform(0.05, 1.0) * c.capacity_gb * GB / days
-            stored = rng.uniform(0.05, 0.4) * c.capacity_gb * GB
-            runs = []
+        for n, c in enumerate(seeded):
+            # Most customers stay well inside their contract; one in eight grows past 80 % of it.
+            heavy = n % 8 == 3
+            growth = (rng.uniform(0.35, 0.6) if heavy else rng.uniform(0.02, 0.3)) * c.capacity_gb * GB / days
+            stored = (rng.uniform(0.45, 0.6) if heavy else rng.uniform(0.05, 0.4)) * c.capacity_gb * GB
+            runs, crossed = [], []
             for d in range(days, 0, -1):
                 started = now - timedelta(days=d, hours=rng.random())
                 stored += growth * rng.uniform(0.2, 1.8)
                 roll = rng.random()
                 status = ("failed" if roll < 0.01 else "succeeded_with_errors" if roll < 0.08 else "succeeded")
                 errors = rng.randint(1, 40) if status == "succeeded_with_errors" else 0
+                for threshold in (80, 90, 100):
+                    if stored >= threshold / 100 * c.capacity_gb * GB and threshold not in {t for t, _, _ in crossed}:
+                        crossed.append((threshold, int(stored), started))
                 runs.append({"c": c.id, "k": f"scheduled__{to_db_time(started)}", "s": status,
                              "st": to_db_time(started), "f": to_db_time(started + timedelta(minutes=7)),
                              "n": 0 if status == "failed" else rng.randint(100, 50_000),
-                             "b": 0 if status == "failed" else int(growth * 3), "e": errors,
+                             "b": 0 if status == "failed" else int(growth * rng.uniform(1, 4)), "e": errors,
                              "sb": None if status == "failed" else int(stored)})
             conn.execute(sa.text(
                 "INSERT INTO backup_runs (customer_id, run_key, status, started_at, finished_at, files_collected, "
                 "bytes_collected, collection_error_count, stored_bytes) "
                 "VALUES (:c, :k, :s, :st, :f, :n, :b, :e, :sb)"), runs)
+            if crossed:
+                conn.execute(sa.text(
+                    "INSERT INTO capacity_events (customer_id, threshold_percent, stored_bytes, "
+                    "contract_capacity_bytes, recorded_at) VALUES (:c, :t, :s, :cap, :at)"),
+                    [{"c": c.id, "t": t, "s": b, "cap": c.capacity_gb * GB, "at": to_db_time(at)}
+                     for t, b, at in crossed])
         last = conn.execute(sa.text(
             "SELECT r.id, r.customer_id, r.collection_error_count, r.started_at FROM backup_runs r JOIN "
             "(SELECT customer_id, MAX(started_at) AS m FROM backup_runs GROUP BY customer_id) l "
