@@ -28,7 +28,8 @@ class DeliveryPolicy:
     backoff: timedelta = timedelta(minutes=1)
     backoff_cap: timedelta = timedelta(hours=1)
     lease: timedelta = timedelta(minutes=10)   # a claim older than this is a crashed worker's
-    batch: int = 500
+    batch: int = 500                           # notices per pass
+    claim_chunk: int = 50                      # notices claimed per transaction
 
     @classmethod
     def from_env(cls) -> DeliveryPolicy:
@@ -78,24 +79,32 @@ def _due_ids(engine: Engine, now: datetime, policy: DeliveryPolicy) -> list[int]
             {"now": to_db_time(now), "n": policy.batch})]
 
 
-def _claim(engine: Engine, notice_id: int, token: str, now: datetime, policy: DeliveryPolicy):  # noqa: ANN202
-    """Take the notice for this pass (a lease), committed before sending; None if another worker has it."""
+def _claim(engine: Engine, ids: list[int], token: str, now: datetime, policy: DeliveryPolicy) -> list:
+    """Take these notices for this pass (a lease), committed before any is sent; the ones another worker
+    holds, or that were sent meanwhile, are left out. Each row comes with the claim it had before."""
+    expanding = sa.bindparam("ids", expanding=True)
     with engine.begin() as conn:
-        row = conn.execute(sa.text(
-            "SELECT id, kind, customer_id, recipient, subject, body_text, body_html, message_id, attempts, "
-            "claimed_until FROM notices WHERE id = :id"), {"id": notice_id}).one()
-        taken = conn.execute(sa.text(
+        before = {int(r.id): r.claimed_until for r in conn.execute(
+            sa.text("SELECT id, claimed_until FROM notices WHERE id IN :ids").bindparams(expanding), {"ids": ids})}
+        conn.execute(sa.text(
             "UPDATE notices SET claim_token = :tok, claimed_until = :until, last_attempt_at = :now "
-            "WHERE id = :id AND sent_at IS NULL AND stuck_at IS NULL "
-            "AND (claimed_until IS NULL OR claimed_until <= :now)"),
-            {"tok": token, "until": to_db_time(now + policy.lease), "now": to_db_time(now), "id": notice_id})
-        return row if taken.rowcount == 1 else None
+            "WHERE id IN :ids AND sent_at IS NULL AND stuck_at IS NULL "
+            "AND (claimed_until IS NULL OR claimed_until <= :now)").bindparams(expanding),
+            {"tok": token, "until": to_db_time(now + policy.lease), "now": to_db_time(now), "ids": ids})
+        rows = conn.execute(sa.text(
+            "SELECT id, kind, customer_id, recipient, subject, body_text, body_html, message_id, attempts "
+            "FROM notices WHERE claim_token = :tok AND id IN :ids ORDER BY created_at, id").bindparams(expanding),
+            {"tok": token, "ids": ids}).all()
+    return [(row, before.get(int(row.id))) for row in rows]
 
 
-def _release(engine: Engine, notice_id: int, token: str) -> None:
+def _release(engine: Engine, ids: list[int], token: str) -> None:
+    if not ids:
+        return
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE notices SET claim_token = NULL, claimed_until = NULL "
-                             "WHERE id = :id AND claim_token = :tok"), {"id": notice_id, "tok": token})
+                             "WHERE id IN :ids AND claim_token = :tok").bindparams(sa.bindparam("ids", expanding=True)),
+                     {"ids": ids, "tok": token})
 
 
 def _mark_sent(engine: Engine, row, token: str, now: datetime) -> Outcome:  # noqa: ANN001
@@ -127,12 +136,26 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _log(o: Outcome) -> Outcome:
+    if o.error is None:
+        log.info("SENT notice %s %s to %s (customer %s) at %s, Message-ID %s", o.id, o.kind, o.recipient,
+                 o.customer_id, o.at.isoformat(), o.message_id)
+    elif o.stuck:
+        log.error("STUCK notice %s %s to %s (customer %s) after %d attempts: %s — see `cloudbackup notices list "
+                  "--state stuck`", o.id, o.kind, o.recipient, o.customer_id, o.attempts, o.error)
+    else:
+        log.warning("REFUSED notice %s %s to %s (customer %s), attempt %d: %s — will retry", o.id, o.kind,
+                    o.recipient, o.customer_id, o.attempts, o.error)
+    return o
+
+
 def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | None = None,
                     now: Callable[[], datetime] = utcnow) -> DeliveryReport:
     """Send every due notice at most once per pass; refusals wait with backoff, N refusals make it stuck.
 
-    Each notice is claimed (committed) before it is sent and marked sent right after, in its own
-    transaction: a task retried after sending finds it sent, or still claimed, and does not send it again.
+    Notices are claimed (committed, a few dozen at a time) before they are sent, and each is marked sent
+    right after, in its own transaction: a task retried after sending finds it sent, or still claimed, and
+    does not send it again.
     Only a worker dying between the SMTP server's acceptance and that commit leaves a claim to expire;
     the notice is then sent again with the same Message-ID (a lost notice is worse than a repeated one).
     """
@@ -140,44 +163,37 @@ def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | N
     token = secrets.token_hex(16)
     outcomes: list[Outcome] = []
     unavailable: str | None = None
+    due = _due_ids(engine, now(), policy)
     with mail.Session(ep) as session:
-        for notice_id in _due_ids(engine, now(), policy):
-            row = _claim(engine, notice_id, token, now(), policy)
-            if row is None:
-                continue
-            if row.claimed_until is not None:
-                log.warning("notice %s: an earlier delivery claimed it and ended without an outcome; sending again "
-                            "with the same Message-ID %s", row.id, row.message_id)
-            msg = mail.build_message(ep.sender, row.recipient, row.subject, row.body_text, row.body_html,
-                                     row.message_id, row.kind)
-            try:
-                session.send(msg)
-            except mail.SmtpUnavailable as exc:
-                _release(engine, row.id, token)   # not this notice's fault: no attempt counted
-                unavailable = str(exc)
+        for first in range(0, len(due), policy.claim_chunk):
+            claimed = _claim(engine, due[first:first + policy.claim_chunk], token, now(), policy)
+            for n, (row, earlier_claim) in enumerate(claimed):
+                if earlier_claim is not None:
+                    log.warning("notice %s: an earlier delivery claimed it and ended without an outcome; sending "
+                                "again with the same Message-ID %s", row.id, row.message_id)
+                msg = mail.build_message(ep.sender, row.recipient, row.subject, row.body_text, row.body_html,
+                                         row.message_id, row.kind)
+                try:
+                    session.send(msg)
+                except mail.SmtpUnavailable as exc:
+                    unavailable = str(exc)   # not these notices' fault: no attempt counted
+                    _release(engine, [int(r.id) for r, _ in claimed[n:]], token)
+                    break
+                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+                    # This message refused (4xx/5xx); the session goes on with the next one.
+                    outcomes.append(_log(_mark_failed(engine, row, token, now(), _describe(exc), policy)))
+                    continue
+                except OSError as exc:  # smtplib.SMTPException is an OSError too
+                    # Lost mid-message: the server did not accept it. Counted, so a message that always
+                    # breaks the connection ends up stuck instead of blocking the queue forever.
+                    outcomes.append(_log(_mark_failed(engine, row, token, now(), _describe(exc), policy)))
+                    session.drop()
+                    unavailable = _describe(exc)
+                    _release(engine, [int(r.id) for r, _ in claimed[n + 1:]], token)
+                    break
+                outcomes.append(_log(_mark_sent(engine, row, token, now())))
+            if unavailable:
                 break
-            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-                # This message refused (4xx/5xx); the session goes on with the next one.
-                outcomes.append(_mark_failed(engine, row, token, now(), _describe(exc), policy))
-                continue
-            except OSError as exc:  # smtplib.SMTPException is an OSError too
-                # Lost mid-message: the server did not accept it. Counted, so a message that always
-                # breaks the connection ends up stuck instead of blocking the queue forever.
-                outcomes.append(_mark_failed(engine, row, token, now(), _describe(exc), policy))
-                session.drop()
-                unavailable = _describe(exc)
-                break
-            outcomes.append(_mark_sent(engine, row, token, now()))
-    for o in outcomes:
-        if o.error is None:
-            log.info("SENT notice %s %s to %s (customer %s) at %s, Message-ID %s", o.id, o.kind, o.recipient,
-                     o.customer_id, o.at.isoformat(), o.message_id)
-        elif o.stuck:
-            log.error("STUCK notice %s %s to %s (customer %s) after %d attempts: %s — see `cloudbackup notices "
-                      "status`", o.id, o.kind, o.recipient, o.customer_id, o.attempts, o.error)
-        else:
-            log.warning("REFUSED notice %s %s to %s (customer %s), attempt %d: %s — will retry", o.id, o.kind,
-                        o.recipient, o.customer_id, o.attempts, o.error)
     if unavailable:
         log.warning("delivery stopped early, remaining notices wait for the next run: %s", unavailable)
     counts = outbox_counts(engine)
