@@ -171,15 +171,20 @@ def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | N
                 if earlier_claim is not None:
                     log.warning("notice %s: an earlier delivery claimed it and ended without an outcome; sending "
                                 "again with the same Message-ID %s", row.id, row.message_id)
-                msg = mail.build_message(ep.sender, row.recipient, row.subject, row.body_text, row.body_html,
-                                         row.message_id, row.kind)
+                try:
+                    msg = mail.build_message(ep.sender, row.recipient, row.subject, row.body_text, row.body_html,
+                                             row.message_id, row.kind)
+                except (ValueError, TypeError) as exc:  # a recipient or subject no message can carry
+                    outcomes.append(_log(_mark_failed(engine, row, token, now(), _describe(exc), policy)))
+                    continue
                 try:
                     session.send(msg)
-                except mail.SmtpUnavailable as exc:
-                    unavailable = str(exc)   # not these notices' fault: no attempt counted
+                except (mail.SmtpUnavailable, smtplib.SMTPSenderRefused) as exc:
+                    # The server, or our sender address, is the problem: no attempt counted against notices.
+                    unavailable = _describe(exc) if isinstance(exc, smtplib.SMTPSenderRefused) else str(exc)
                     _release(engine, [int(r.id) for r, _ in claimed[n:]], token)
                     break
-                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
                     # This message refused (4xx/5xx); the session goes on with the next one.
                     outcomes.append(_log(_mark_failed(engine, row, token, now(), _describe(exc), policy)))
                     continue
