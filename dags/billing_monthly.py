@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, task
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from cloudbackup import tasks
@@ -51,10 +52,10 @@ that was already issued.
     def deliver_notices() -> dict:
         return tasks.deliver_notices()
 
-    @task(retries=1, retry_delay=timedelta(seconds=30))
+    @task
     def everyone_billed(result: dict) -> None:
-        if result["failed"]:
-            raise RuntimeError(f"not billed (see issue_invoices' log): {', '.join(result['failed'])}")
+        if result["failed"]:   # retrying cannot help: the customer file needs fixing
+            raise AirflowFailException(f"not billed (see issue_invoices' log): {', '.join(result['failed'])}")
 
     month = billing_month()
     issued = issue_invoices(month)
