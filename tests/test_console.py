@@ -37,13 +37,16 @@ def _run(engine: sa.Engine, customer_id: str, key: str, *, files: int, stored: i
     return run_id
 
 
-def _notice(engine: sa.Engine, customer_id: str, key: str, *, attempts: int, sent: bool) -> None:
+def _notice(engine: sa.Engine, customer_id: str, key: str, *, attempts: int, sent: bool = False,
+            stuck: bool = False) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text(
             "INSERT INTO notices (kind, customer_id, recipient, subject, body_text, idempotency_key, message_id, "
-            "created_at, sent_at, attempts) VALUES ('capacity', :c, 'x@example.jp', 's', 't', :k, :m, :at, :sent, :a)"),
+            "created_at, sent_at, attempts, stuck_at) "
+            "VALUES ('capacity', :c, 'x@example.jp', 's', 't', :k, :m, :at, :sent, :a, :stuck)"),
             {"c": customer_id, "k": key, "m": f"<{key}@test>", "at": to_db_time(utcnow()),
-             "sent": to_db_time(utcnow()) if sent else None, "a": attempts})
+             "sent": to_db_time(utcnow()) if sent else None, "a": attempts,
+             "stuck": to_db_time(utcnow()) if stuck else None})
 
 
 def test_fleet_shows_each_customers_last_run_stored_capacity_and_stuck_notices(
@@ -55,8 +58,8 @@ def test_fleet_shows_each_customers_last_run_stored_capacity_and_stuck_notices(
          errors=[CollectionError("/srv/data/locked.xlsx", "permission_denied")])
     _run(engine, "beta", "r1", files=3, stored=5 * GB)
     record_skipped(engine, "beta", "r2", "maintenance window m1")     # a skipped run stores nothing
-    _notice(engine, "alpha", "n1", attempts=0, sent=False)
-    _notice(engine, "alpha", "n2", attempts=console.MAX_ATTEMPTS, sent=False)
+    _notice(engine, "alpha", "n1", attempts=2)                  # refused twice, will be retried
+    _notice(engine, "alpha", "n2", attempts=5, stuck=True)      # gave up: an operator must look
     _notice(engine, "beta", "n3", attempts=1, sent=True)
 
     registry = load_registry(registry_dir)
@@ -68,9 +71,9 @@ def test_fleet_shows_each_customers_last_run_stored_capacity_and_stuck_notices(
     assert (alpha.last_run.run_key, alpha.last_run.status, alpha.last_run.files_collected,
             alpha.last_run.collection_error_count) == ("r2", "succeeded_with_errors", 12, 1)
     assert alpha.contract_capacity_bytes == 100 * GB and round(alpha.capacity_percent) == 85
-    assert (alpha.notices_pending, alpha.notices_failed) == (1, 1) and alpha.attention
+    assert (alpha.notices_pending, alpha.notices_stuck) == (1, 1) and alpha.attention
     assert beta.last_run.status == "skipped" and beta.stored_bytes == 5 * GB and beta.state == "maintenance"
-    assert (beta.notices_pending, beta.notices_failed) == (0, 0)
+    assert (beta.notices_pending, beta.notices_stuck) == (0, 0)
     assert never.last_run is None and never.stored_bytes is None and not never.attention
 
 

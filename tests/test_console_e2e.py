@@ -149,6 +149,9 @@ def test_anonymous_requests_are_refused(console_server: Console) -> None:
         r = httpx.get(f"{console_server.base}/cloudbackup{path}", timeout=10)
         assert r.status_code in (401, 403), path
         assert "cust-0001" not in r.text and "Fleet" not in r.text
+    # A browser without a session is offered Airflow's sign-in, still with 401.
+    r = httpx.get(f"{console_server.base}/cloudbackup/", headers={"Accept": "text/html"}, timeout=10)
+    assert r.status_code == 401 and 'href="/auth/login/?next=' in r.text
 
 
 def test_a_viewer_sees_the_fleet_but_not_finance(console_server: Console) -> None:
@@ -182,8 +185,10 @@ def test_an_operator_logs_in_and_reads_fleet_customer_and_finance_pages_in_chrom
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 
-        # Airflow's own sign-in form; it sets the session cookie the plugin accepts.
-        page.goto(f"{base}/auth/login/?next={base}/cloudbackup/")
+        # Without a session the console refuses and links to Airflow's own sign-in form, which sets the
+        # session cookie the plugin accepts and comes back.
+        assert page.goto(f"{base}/cloudbackup/").status == 401
+        page.get_by_role("link", name="sign in to Airflow").click()
         page.get_by_label("Username").fill("admin")
         page.get_by_label("Password").fill(console_server.passwords["admin"])
         page.get_by_role("button", name="Sign in").click()

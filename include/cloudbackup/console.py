@@ -14,7 +14,6 @@ from sqlalchemy.engine import Engine
 from cloudbackup.catalog import Catalog
 from cloudbackup.db import from_db_time, to_db_time
 from cloudbackup.maintenance import Window
-from cloudbackup.notices import MAX_ATTEMPTS
 from cloudbackup.registry import Customer, CustomerStatus
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -55,7 +54,7 @@ class FleetRow:
     last_run: Run | None
     next_run: datetime | None
     notices_pending: int
-    notices_failed: int
+    notices_stuck: int
 
     @property
     def capacity_percent(self) -> float | None:
@@ -68,7 +67,7 @@ class FleetRow:
         """Something an operator should look at: a failed or partial run, near capacity, a stuck notice."""
         last = self.last_run
         return bool((last and last.status in ("failed", "succeeded_with_errors"))
-                    or (self.capacity_percent or 0) >= NEAR_CAPACITY_PERCENT or self.notices_failed)
+                    or (self.capacity_percent or 0) >= NEAR_CAPACITY_PERCENT or self.notices_stuck)
 
 
 @dataclass(frozen=True)
@@ -96,18 +95,19 @@ class CapacityEvent:
 
 @dataclass(frozen=True)
 class NoticeRow:
+    """A notice in the outbox: sent, pending (maybe retrying), or stuck after its last allowed attempt."""
+
     kind: str
     subject: str
     created_at: datetime
     sent_at: datetime | None
     attempts: int
     last_error: str | None
+    stuck_at: datetime | None
 
     @property
     def state(self) -> str:
-        if self.sent_at is not None:
-            return "sent"
-        return "failed" if self.attempts >= MAX_ATTEMPTS else "pending"
+        return "sent" if self.sent_at else "stuck" if self.stuck_at else "pending"
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ SORT_KEYS = {
     "status": lambda r: (r.last_run.status if r.last_run else "~", r.customer_id),
     "errors": lambda r: (-(r.last_run.collection_error_count if r.last_run else 0), r.customer_id),
     "next_run": lambda r: (r.next_run is None, r.next_run.timestamp() if r.next_run else 0),
-    "notices": lambda r: (-(r.notices_failed * 1_000_000 + r.notices_pending), r.customer_id),
+    "notices": lambda r: (-(r.notices_stuck * 1_000_000 + r.notices_pending), r.customer_id),
 }
 
 
@@ -257,10 +257,10 @@ def _stored_bytes(conn: sa.Connection, latest: dict[str, Run]) -> dict[str, int]
 
 def _notice_counts(conn: sa.Connection) -> dict[str, tuple[int, int]]:
     rows = conn.execute(sa.text(
-        "SELECT customer_id, SUM(CASE WHEN attempts < :m THEN 1 ELSE 0 END) AS pending, "
-        "SUM(CASE WHEN attempts >= :m THEN 1 ELSE 0 END) AS failed "
-        "FROM notices WHERE sent_at IS NULL GROUP BY customer_id"), {"m": MAX_ATTEMPTS}).all()
-    return {r.customer_id: (int(r.pending or 0), int(r.failed or 0)) for r in rows}
+        "SELECT customer_id, SUM(CASE WHEN stuck_at IS NULL THEN 1 ELSE 0 END) AS pending, "
+        "SUM(CASE WHEN stuck_at IS NULL THEN 0 ELSE 1 END) AS stuck "
+        "FROM notices WHERE sent_at IS NULL GROUP BY customer_id")).all()
+    return {r.customer_id: (int(r.pending or 0), int(r.stuck or 0)) for r in rows}
 
 
 def _fleet_row(customer: Customer, catalog: Catalog, now: datetime, last: Run | None, stored: int | None,
@@ -275,7 +275,7 @@ def _fleet_row(customer: Customer, catalog: Catalog, now: datetime, last: Run | 
     return FleetRow(customer_id=customer.id, name=customer.name, dag_id=customer.dag_id, plan=code, state=state,
                     contract_capacity_bytes=capacity, stored_bytes=stored,
                     last_run=last, next_run=None if state == "suspended" else next_run(customer.schedule, now),
-                    notices_pending=notice_counts[0], notices_failed=notice_counts[1])
+                    notices_pending=notice_counts[0], notices_stuck=notice_counts[1])
 
 
 def fleet(engine: Engine, customers: Sequence[Customer], catalog: Catalog, now: datetime,
@@ -328,15 +328,15 @@ def customer_detail(engine: Engine, customer: Customer, catalog: Catalog, now: d
             "LEFT JOIN backup_runs r ON r.id = s.backup_run_id WHERE s.customer_id = :c "
             "ORDER BY s.created_at DESC, s.id DESC LIMIT :n"), {**cid, "n": recent}).all()]
         notices = [NoticeRow(r.kind, r.subject, from_db_time(r.created_at), from_db_time(r.sent_at),
-                             int(r.attempts), r.last_error) for r in conn.execute(sa.text(
-                   "SELECT kind, subject, created_at, sent_at, attempts, last_error FROM notices "
+                             int(r.attempts), r.last_error, from_db_time(r.stuck_at)) for r in conn.execute(sa.text(
+                   "SELECT kind, subject, created_at, sent_at, attempts, last_error, stuck_at FROM notices "
                    "WHERE customer_id = :c ORDER BY created_at DESC, id DESC LIMIT 20"), cid).all()]
     last = runs[0] if runs else None
     stored = next((r.stored_bytes for r in runs if r.stored_bytes is not None),
                   capacity[-1].stored_bytes if capacity else None)
     pending = sum(1 for n in notices if n.state == "pending")
-    failed = sum(1 for n in notices if n.state == "failed")
-    row = _fleet_row(customer, catalog, now, last, stored, (pending, failed), windows)
+    stuck = sum(1 for n in notices if n.state == "stuck")
+    row = _fleet_row(customer, catalog, now, last, stored, (pending, stuck), windows)
     return CustomerDetail(row, tuple(capacity), tuple(events), tuple(runs), tuple(errors), error_count,
                           tuple(snapshots), tuple(notices))
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
+from urllib.parse import quote
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag, requires_authenticated
 from airflow.models.connection import Connection
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloudbackup import console, db, settings
 from cloudbackup.billing import BillingMonth
@@ -48,6 +52,16 @@ def create_app() -> FastAPI:
         dag_id = f"backup_{request.path_params['customer_id'].replace('-', '_')}"
         if not get_auth_manager().is_authorized_dag(method="GET", details=DagDetails(id=dag_id), user=user):
             raise HTTPException(403, "Forbidden")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def refused(request: Request, exc: StarletteHTTPException) -> Response:
+        # A person without a session gets a link to Airflow's sign-in (still a 401); API clients get JSON.
+        if exc.status_code == 401 and "text/html" in request.headers.get("accept", ""):
+            login = html.escape(f"/auth/login/?next={quote(str(request.url), safe='')}")
+            return HTMLResponse(f'<!doctype html><meta charset="utf-8"><title>Sign in</title><p>Please '
+                                f'<a href="{login}">sign in to Airflow</a> to see the cloudbackup console.</p>',
+                                status_code=401)
+        return await http_exception_handler(request, exc)
 
     # Finance pages and downloads: whoever may operate the billing DAG (simple auth manager: user, op, admin;
     # not viewer). Other auth managers grant it per DAG (e.g. FAB "can edit on DAG:billing_monthly").

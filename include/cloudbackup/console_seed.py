@@ -109,12 +109,14 @@ def seed_fleet(engine: Engine, registry_dir: Path, *, customers: int, days: int,
         notices = [{"k": "capacity", "c": c.id, "r": f"backup@{c.id}.example.jp", "s": f"容量のお知らせ {c.id}",
                     "key": f"seed:{c.id}:{i}", "m": f"<seed-{c.id}-{i}@cloudbackup.notices>",
                     "at": to_db_time(now - timedelta(hours=i + 1)), "a": 5 if i == 0 and n % 50 == 3 else i,
+                    "stuck": to_db_time(now) if i == 0 and n % 50 == 3 else None,
                     "e": "SMTPRecipientsRefused: seeded" if i or n % 50 == 3 else None}
                    for n, c in enumerate(seeded) if n % 10 == 3 for i in range(2)]
         if notices:
             conn.execute(sa.text(
                 "INSERT INTO notices (kind, customer_id, recipient, subject, body_text, idempotency_key, message_id, "
-                "created_at, attempts, last_error) VALUES (:k, :c, :r, :s, 'seeded', :key, :m, :at, :a, :e)"),
+                "created_at, attempts, last_error, stuck_at) "
+                "VALUES (:k, :c, :r, :s, 'seeded', :key, :m, :at, :a, :e, :stuck)"),
                 notices)
     return seeded
 
