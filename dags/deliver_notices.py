@@ -18,7 +18,8 @@ that causes it, rendered in the customer's language. This DAG, every 5 minutes:
 
 1. `queue_event_notices` — queues what is not queued yet: digests of runs with collection errors and
    capacity events (a backstop; the backup run queues them itself), advance notices of the windows in
-   `maintenance.yaml`, notices of suspensions in the customer files. Idempotent: never twice.
+   `maintenance.yaml`, notices of suspensions in the customer files. Idempotent: never twice. A broken
+   `maintenance.yaml` fails this task after the other notices are queued; delivery runs regardless.
 2. `deliver_notices` — sends due notices over the `cloudbackup_smtp` connection. Each notice is claimed
    before it is sent and marked sent right after, so a retried task never sends it twice. SMTP down or a
    refusal: the notice waits (backoff doubling from `CLOUDBACKUP_NOTICE_BACKOFF_SECONDS`, default 60 s) and
@@ -41,7 +42,7 @@ Operators: `cloudbackup notices list --state stuck`, `cloudbackup notices retry 
     def queue_event_notices() -> dict:
         return tasks.queue_event_notices()
 
-    @task
+    @task(trigger_rule="all_done")  # whatever queuing hit, what is already queued still goes out
     def deliver_notices() -> dict:
         return tasks.deliver_notices()
 

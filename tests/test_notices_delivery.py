@@ -270,3 +270,22 @@ def test_the_delivery_task_retried_after_a_send_does_not_send_again(
     assert Counter(m["To"] for m in new_messages(smtp)) == Counter({c.notice_email: 1 for c in customers})
     assert all(r.sent_at is not None for r in _rows(engine))
     assert sorted(r.attempts for r in _rows(engine)) == [1, 2]
+
+
+def test_a_broken_maintenance_file_does_not_hold_back_the_other_notices(
+        airflow_home: Path, registry_dir: Path, database: dict, engine: sa.Engine, smtp: devstack.SmtpServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queuing task fails naming the file; the notices already queued are delivered all the same."""
+    customer = _customer_file(registry_dir, "maint-cust", "en")
+    (registry_dir / "maintenance.yaml").write_text("windows:\n  - id: w1\n    start: not-a-date\n", encoding="utf-8")
+    with engine.begin() as conn:
+        record_run(conn, customer.id, "run-1", [("/srv/maint-cust/a.txt", "vanished")],
+                   started_at=utcnow() - timedelta(hours=1))
+    _point_service_at(monkeypatch, database, smtp)
+
+    run = _notice_dag().test(logical_date=datetime(2026, 11, 25, 3, 0, tzinfo=UTC))
+
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {"queue_event_notices": "failed", "deliver_notices": "success"}
+    (msg,) = new_messages(smtp)
+    assert msg["To"] == customer.notice_email and msg["X-Cloudbackup-Notice"] == "collection_errors"
