@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from airflow.plugins_manager import AirflowPlugin
 
-from cloudbackup.console_app import create_app
-from cloudbackup.console_web import PREFIX
+PREFIX = "/cloudbackup"     # cloudbackup.console_web.PREFIX; the pages link to themselves under it
+
+
+@cache
+def _console_apps() -> list[dict[str, Any]]:
+    # Imported on first use: only the api-server asks for the app, so task and DAG-parsing processes, which
+    # load plugins too, do not pay for FastAPI, the auth manager and pandas.
+    from cloudbackup.console_app import create_app
+    from cloudbackup.console_web import PREFIX as APP_PREFIX
+
+    if APP_PREFIX != PREFIX:
+        raise RuntimeError(f"console prefix mismatch: plugin {PREFIX!r}, app {APP_PREFIX!r}")
+    return [{"app": create_app(), "url_prefix": PREFIX, "name": "cloudbackup console"}]
 
 
 class CloudbackupConsolePlugin(AirflowPlugin):
     name = "cloudbackup_console"
-    # Mounted by the api-server; every route checks Airflow's login and permissions (see console_web).
-    fastapi_apps = [{"app": create_app(), "url_prefix": PREFIX, "name": "cloudbackup console"}]
     external_views = [
         {"name": "Backup fleet", "href": f"{PREFIX}/", "destination": "nav", "category": "Cloud backup",
          "url_route": "cloudbackup-fleet"},
         {"name": "Finance", "href": f"{PREFIX}/finance", "destination": "nav", "category": "Cloud backup",
          "url_route": "cloudbackup-finance"},
     ]
+
+    @property
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """Mounted by the api-server; every route checks Airflow's login and permissions (console_app)."""
+        return _console_apps()
