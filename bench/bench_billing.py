@@ -42,8 +42,8 @@ def generated_contracts(n: int, seed: int = 20261001) -> list[Customer]:
         else:
             if rng.random() < 0.25:
                 used = start + timedelta(days=rng.randrange(1, 700))
-                plans.append({"plan": "business-500", "approved_on": used - timedelta(days=rng.randrange(0, 10)),
-                              "started_using_on": used})
+                approved = max(contract_date, used - timedelta(days=rng.randrange(0, 10)))
+                plans.append({"plan": "business-500", "approved_on": approved, "started_using_on": used})
             if roll < 0.20:
                 notice = max(start, plans[-1]["started_using_on"]) + timedelta(days=rng.randrange(0, 300))
                 timeline["cancellation"] = {"notice_date": notice,

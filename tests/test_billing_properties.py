@@ -70,8 +70,8 @@ def timelines(draw: st.DrawFn) -> Customer:
     if draw(st.booleans()):
         used = start + timedelta(days=draw(st.integers(1, 300)))
         if end is None or used <= end:
-            plans.append({"plan": "business-500", "approved_on": used - timedelta(days=draw(st.integers(0, 20))),
-                          "started_using_on": used})
+            approved = max(contract_date, used - timedelta(days=draw(st.integers(-20, 20))))
+            plans.append({"plan": "business-500", "approved_on": approved, "started_using_on": used})
     if draw(st.booleans()):
         s_from = start + timedelta(days=draw(st.integers(0, 200)))
         if end is None or s_from <= end:

@@ -162,3 +162,36 @@ def test_property_a_rerun_of_any_month_yields_identical_invoices_and_no_new_emai
     after = {t: _rows(engine, t) for t in ("invoices", "invoice_lines", "invoice_tax_summaries", "notices")}
     after["sequences"] = _rows(engine, "invoice_number_sequences", order="issuer_registration_number")
     assert after == before
+
+
+def test_drafts_take_no_number_and_no_email_until_issued_and_a_stale_draft_is_replaced(engine: sa.Engine) -> None:
+    """State draft → issued: the number and the email come only with the issue."""
+    (customer,) = _customers(1)
+    drafted = invoices.issue_month(engine, [customer], CATALOG, OCT, OPERATOR, ISSUED_ON, draft_only=True)
+    assert (drafted.drafted, drafted.issued) == (1, 0)
+    with engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(sa.text("SELECT state, invoice_number, total FROM invoices"))] == [
+            ("draft", None, 44000)]
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM notices")).scalar_one() == 0
+    # The registry changes before the issue: the draft is refreshed, then issued with the new figures.
+    moved = contract("cust-0", service_start=date(2026, 8, 25))
+    result = invoices.issue_month(engine, [moved], CATALOG, OCT, OPERATOR, ISSUED_ON)
+    assert result.issued == 1
+    with engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(sa.text("SELECT state, invoice_number, total FROM invoices"))] == [
+            ("issued", "CB-00000001", 11000)]
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM invoice_lines")).scalar_one() == 1
+
+
+def test_concurrent_runs_number_invoices_without_gaps_or_duplicates(engine: sa.Engine) -> None:
+    """Numbers are allocated inside each issuing transaction; two runs at once share one gapless series."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [[contract(f"t{t}-{i}") for i in range(8)] for t in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda batch: invoices.issue_month(engine, batch, CATALOG, OCT, OPERATOR,
+                                                                   ISSUED_ON), batches))
+    assert [r.issued for r in results] == [8, 8]
+    with engine.connect() as conn:
+        numbers = conn.execute(sa.text("SELECT invoice_number FROM invoices ORDER BY invoice_number")).scalars().all()
+    assert numbers == [f"CB-{n:08d}" for n in range(1, 17)]

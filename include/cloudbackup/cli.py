@@ -42,9 +42,10 @@ def _registry_check(_args: argparse.Namespace) -> int:
 def _billing_run(args: argparse.Namespace) -> int:
     from cloudbackup import tasks
 
-    result = tasks.issue_invoices(args.month, issue_date=args.issue_date, dry_run=args.dry_run)
+    result = tasks.issue_invoices(args.month, issue_date=args.issue_date, dry_run=args.dry_run,
+                                  draft_only=args.draft)
     print(json.dumps(result, ensure_ascii=False))
-    if not args.dry_run:
+    if not (args.dry_run or args.draft):
         print(tasks.export_month_csv(args.month))
     return 1 if result["failed"] else 0
 
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     run = billing.add_parser("run", help="issue a month's invoices and write its CSV")
     run.add_argument("--month", required=True, help="billing month, YYYY-MM")
     run.add_argument("--dry-run", action="store_true", help="show what would be issued; write nothing")
+    run.add_argument("--draft", action="store_true",
+                     help="write or refresh drafts for review only: no numbers, no emails, no CSV")
     run.add_argument("--issue-date", help="issue date printed on the invoices, YYYY-MM-DD (default: today, Tokyo)")
     run.set_defaults(func=_billing_run)
     preview = billing.add_parser("preview", help="print a customer's invoice lines and totals; writes nothing")

@@ -39,6 +39,7 @@ class MonthResult:
     not_due: int        # customers with nothing to bill this month
     differing: list[str] = field(default_factory=list)   # issued earlier, but the registry now bills otherwise
     failed: list[str] = field(default_factory=list)      # customers not billed: see the log
+    drafted: int = 0    # drafts written or refreshed by a draft-only run
 
 
 class BillingFailed(Exception):
@@ -64,15 +65,19 @@ def _allocate_number(conn: Connection, operator: OperatorSettings) -> str:
     series has no gaps; the row update serialises concurrent issuers."""
     issuer = operator.issuer
     prefix = f"{issuer.invoice_number_prefix}-"
-    # First use of this issuer: continue after numbers issued before the sequence existed (0001 data).
-    existing = conn.execute(sa.text("SELECT COUNT(*) FROM invoices WHERE invoice_number LIKE :p"),
-                            {"p": prefix + "%"}).scalar_one()
-    conn.execute(sa.text("INSERT INTO invoice_number_sequences (issuer_registration_number, last_number) "
-                         "VALUES (:r, :n) ON CONFLICT (issuer_registration_number) DO NOTHING"),
-                 {"r": issuer.registration_number, "n": int(existing)})
     number = conn.execute(sa.text("UPDATE invoice_number_sequences SET last_number = last_number + 1 "
                                   "WHERE issuer_registration_number = :r RETURNING last_number"),
-                          {"r": issuer.registration_number}).scalar_one()
+                          {"r": issuer.registration_number}).scalar()
+    if number is None:
+        # First use of this issuer: continue after numbers issued before the sequence existed (0001 data).
+        existing = conn.execute(sa.text("SELECT COUNT(*) FROM invoices WHERE invoice_number LIKE :p"),
+                                {"p": prefix + "%"}).scalar_one()
+        conn.execute(sa.text("INSERT INTO invoice_number_sequences (issuer_registration_number, last_number) "
+                             "VALUES (:r, :n) ON CONFLICT (issuer_registration_number) DO NOTHING"),
+                     {"r": issuer.registration_number, "n": int(existing)})
+        number = conn.execute(sa.text("UPDATE invoice_number_sequences SET last_number = last_number + 1 "
+                                      "WHERE issuer_registration_number = :r RETURNING last_number"),
+                              {"r": issuer.registration_number}).scalar_one()
     return f"{prefix}{int(number):08d}"
 
 
@@ -150,11 +155,32 @@ def _current(conn: Connection, customer_id: str, month: BillingMonth):  # noqa: 
         {"c": customer_id, "m": str(month)}).first()
 
 
+def _delete_draft(conn: Connection, invoice_id: int) -> None:
+    """Drafts are not documents yet: a stale one is replaced, never issued."""
+    for table in ("invoice_lines", "invoice_tax_summaries"):
+        conn.execute(sa.text(f"DELETE FROM {table} WHERE invoice_id = :i"), {"i": invoice_id})
+    deleted = conn.execute(sa.text("DELETE FROM invoices WHERE id = :i AND state = 'draft'"), {"i": invoice_id})
+    if deleted.rowcount != 1:
+        raise RuntimeError(f"invoice {invoice_id} is not a draft: an issued invoice is never deleted")
+
+
+def _draft_is_current(conn: Connection, draft_id: int, invoice: Invoice) -> bool:
+    row = conn.execute(sa.text("SELECT recipient_name, sales_agent FROM invoices WHERE id = :i"),
+                       {"i": draft_id}).one()
+    return (row.recipient_name, row.sales_agent) == (invoice.customer_name, invoice.sales_agent) \
+        and _stored_lines(conn, draft_id) == invoice.lines
+
+
 def issue_month(engine: Engine, customers: list[Customer], catalog: Catalog, month: BillingMonth,
-                operator: OperatorSettings, issue_date: date, dry_run: bool = False) -> MonthResult:
+                operator: OperatorSettings, issue_date: date, dry_run: bool = False,
+                draft_only: bool = False) -> MonthResult:
     """Issue each customer's invoice for `month`, one transaction per customer; a re-run changes nothing
-    and queues nothing twice. A customer that cannot be billed is logged and the others go on."""
-    issued = unchanged = not_due = 0
+    and queues nothing twice. A customer that cannot be billed is logged and the others go on.
+
+    `draft_only` writes (or refreshes) drafts for review: no number, no email, not in the CSVs. A later
+    run issues them; a draft that no longer matches the registry is replaced first. `dry_run` writes nothing.
+    """
+    issued = unchanged = not_due = drafted = 0
     differing: list[str] = []
     failed: list[str] = []
     for customer in customers:
@@ -166,33 +192,40 @@ def issue_month(engine: Engine, customers: list[Customer], catalog: Catalog, mon
             log.error("customer %s not billed for %s: %s", customer.id, month, exc)
             failed.append(customer.id)
             continue
-        if invoice is None:
-            not_due += 1
-            continue
         with engine.begin() as conn:
             current = _current(conn, customer.id, month)
             if current is not None and current.state == "issued":
                 unchanged += 1
-                if _stored_lines(conn, current.id) != invoice.lines:
+                if invoice is None or _stored_lines(conn, current.id) != invoice.lines:
                     differing.append(customer.id)
                     log.warning("%s for %s: invoice %s differs from what the registry bills now; correct it "
                                 "with `cloudbackup billing correct`", customer.id, month, current.invoice_number)
                 continue
             if dry_run:
-                issued += 1
-                log.info("dry run: would issue to %s for %s: total %d yen", customer.id, month, invoice.total)
+                if invoice is None:
+                    not_due += 1
+                else:
+                    issued += 1
+                    log.info("dry run: would issue to %s for %s: total %d yen", customer.id, month, invoice.total)
                 continue
-            if current is not None:      # a draft left by an earlier step: issue it as it stands
-                invoice_id = current.id
-                number, due = _issue_draft(conn, invoice_id, invoice, operator, issue_date)
-                document = Document(invoice, number, INVOICE, 0, issue_date, due,
-                                    operator.issuer.registration_number)
-            else:
-                document = _issue_invoice(conn, customer, invoice, operator, issue_date)
+            draft_id = current.id if current is not None else None
+            if draft_id is not None and (invoice is None or not _draft_is_current(conn, draft_id, invoice)):
+                _delete_draft(conn, draft_id)
+                draft_id = None
+            if invoice is None:
+                not_due += 1
+                continue
+            if draft_id is None:
+                draft_id = _insert_draft(conn, invoice, INVOICE, 0, None, None)
+            if draft_only:
+                drafted += 1
+                continue
+            number, due = _issue_draft(conn, draft_id, invoice, operator, issue_date)
+            document = Document(invoice, number, INVOICE, 0, issue_date, due, operator.issuer.registration_number)
             _queue_notice(conn, customer, document, operator)
         issued += 1
-        log.info("issued %s to %s for %s: total %d yen", document.invoice_number, customer.id, month, invoice.total)
-    return MonthResult(issued, unchanged, not_due, differing, failed)
+        log.info("issued %s to %s for %s: total %d yen", number, customer.id, month, invoice.total)
+    return MonthResult(issued, unchanged, not_due, differing, failed, drafted)
 
 
 def credit_note_for(invoice: Invoice) -> Invoice:

@@ -188,10 +188,10 @@ def _timeline_error(field: str, message: str) -> ValueError:
 def _check_timeline(c: Customer) -> None:
     """Refuse timelines that cannot happen; the message names the customer and the field at fault."""
     who = f"customer {c.id}"
-    for i, change in enumerate(c.plans):
-        if change.started_using_on < change.approved_on and i > 0:
-            raise _timeline_error(f"plans.{i}.started_using_on",
-                                  f"{who}: {change.started_using_on} is before the approval {change.approved_on}")
+    for i, change in enumerate(c.plans[1:], start=1):
+        if change.approved_on < c.contract_date:
+            raise _timeline_error(f"plans.{i}.approved_on",
+                                  f"{who}: {change.approved_on} is before the contract date {c.contract_date}")
     if c.cancelled_before_start_on is not None:
         if not c.contract_date <= c.cancelled_before_start_on < c.service_start_date:
             raise _timeline_error("cancelled_before_start_on",

@@ -138,9 +138,9 @@ def billing_month_for(data_interval_start: datetime) -> BillingMonth:
     return BillingMonth.of(data_interval_start.astimezone(TOKYO).date())
 
 
-def issue_invoices(month: str, issue_date: str | None = None, dry_run: bool = False) -> dict:
-    """Issue the month's invoices. The DAG passes the Tokyo date its data interval ends on as the issue
-    date; the CLI defaults to today. Customers not billed are listed under `failed`."""
+def issue_invoices(month: str, issue_date: str | None = None, dry_run: bool = False, draft_only: bool = False) -> dict:
+    """Issue the month's invoices (or only draft them). The DAG passes the Tokyo date its data interval ends
+    on as the issue date; the CLI defaults to today. Customers not billed are listed under `failed`."""
     from datetime import date
 
     from cloudbackup.operator_settings import load_operator
@@ -154,7 +154,7 @@ def issue_invoices(month: str, issue_date: str | None = None, dry_run: bool = Fa
     day = date.fromisoformat(issue_date) if issue_date else datetime.now(TOKYO).date()
     result = invoices.issue_month(connections.database(), list(registry.customers),
                                   load_catalog(settings.catalog_path()), BillingMonth.parse(month), load_operator(),
-                                  day, dry_run=dry_run)
+                                  day, dry_run=dry_run, draft_only=draft_only)
     out = asdict(result)
     out["failed"] += [error.file.stem for error in registry.errors]
     return out
