@@ -29,6 +29,8 @@ class CloudbackupConsolePlugin(AirflowPlugin):
          "url_route": "cloudbackup-fleet"},
         {"name": "Finance", "href": f"{PREFIX}/finance", "destination": "nav", "category": "Cloud backup",
          "url_route": "cloudbackup-finance"},
+        # A tab on each DAG's page: a backup DAG opens its customer's page (Airflow fills in {DAG_ID}).
+        {"name": "Cloud backup", "href": f"{PREFIX}/dags/{{DAG_ID}}", "destination": "dag"},
     ]
 
     @property

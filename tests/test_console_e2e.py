@@ -163,6 +163,9 @@ def test_a_viewer_sees_the_fleet_but_not_finance(console_server: Console) -> Non
                      timeout=30).status_code == 200
     for path in ("/finance", "/finance/csv/invoices-2026-10.csv", "/finance/invoices/CB-00000001"):
         assert httpx.get(f"{console_server.base}/cloudbackup{path}", headers=headers, timeout=30).status_code == 403
+    # The "Cloud backup" tab on a backup DAG's page leads to that customer.
+    tab = httpx.get(f"{console_server.base}/cloudbackup/dags/backup_hostile", headers=headers, timeout=30)
+    assert tab.status_code == 303 and tab.headers["location"] == "/cloudbackup/customers/hostile"
 
 
 def _shot(page, name: str) -> None:  # noqa: ANN001

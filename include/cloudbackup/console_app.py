@@ -13,7 +13,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from airflow.models.connection import Connection
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -22,6 +22,7 @@ from cloudbackup.billing import BillingMonth
 from cloudbackup.console_web import (
     BILLING_DAG_ID,
     CSV_FILES,
+    PREFIX,
     REGISTRY,
     Registered,
     fleet_html,
@@ -73,6 +74,16 @@ def create_app() -> FastAPI:
     @app.get("/", response_class=HTMLResponse, dependencies=[Depends(requires_access_dag("GET"))])
     def fleet_page(request: Request) -> str:
         return fleet_html(project_engine(), settings.registry_dir(), dict(request.query_params))
+
+    @app.get("/dags/{dag_id}", dependencies=[Depends(requires_access_dag("GET"))])
+    def dag_tab(dag_id: str) -> RedirectResponse:
+        # The "Cloud backup" tab on a DAG's page: its customer, finance for billing, else the fleet.
+        if dag_id == BILLING_DAG_ID:
+            return RedirectResponse(f"{PREFIX}/finance", status_code=303)
+        reg, _ = state()
+        customer = next((c for c in reg.registry.customers if c.dag_id == dag_id), None)
+        target = f"{PREFIX}/customers/{customer.id}" if customer else f"{PREFIX}/"
+        return RedirectResponse(target, status_code=303)
 
     @app.get("/customers/{customer_id}", response_class=HTMLResponse, dependencies=[Depends(may_read_customer)])
     def customer_page(customer_id: str) -> str:
