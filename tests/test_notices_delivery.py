@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from notices_support import (
+    SENDER,
     endpoint,
     everything_in,
     new_messages,
@@ -283,9 +284,25 @@ def test_a_broken_maintenance_file_does_not_hold_back_the_other_notices(
                    started_at=utcnow() - timedelta(hours=1))
     _point_service_at(monkeypatch, database, smtp)
 
-    run = _notice_dag().test(logical_date=datetime(2026, 11, 25, 3, 0, tzinfo=UTC))
+    dag = _notice_dag()
+    dag.task_dict["queue_event_notices"].retries = 0   # its retries would fail the same way
+    run = dag.test(logical_date=datetime(2026, 11, 25, 3, 0, tzinfo=UTC))
 
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states == {"queue_event_notices": "failed", "deliver_notices": "success"}
     (msg,) = new_messages(smtp)
     assert msg["To"] == customer.notice_email and msg["X-Cloudbackup-Notice"] == "collection_errors"
+
+
+def test_a_refused_sender_address_is_the_servers_problem_not_the_notices(engine: sa.Engine, smtp_server) -> None:  # noqa: ANN001
+    """A misconfigured From address must not make every notice stuck: nothing is counted, all wait."""
+    smtp = smtp_server(refuse_senders=(SENDER,))
+    customer = samples.sample_customer("ja", "cust-a")
+    with engine.begin() as conn:
+        notices.queue_suspension(conn, customer, Suspension(customer.id, "other", utcnow()))
+    for _ in range(NOW_POLICY.max_attempts + 1):
+        report = notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
+        assert report.sent == 0 and "SMTPSenderRefused: 550" in report.unavailable
+    (row,) = _rows(engine)
+    assert (row.attempts, row.stuck_at, row.sent_at) == (0, None, None)
+    assert new_messages(smtp) == []

@@ -249,7 +249,8 @@ class SmtpServer:
     """aiosmtpd capturing every message as an .eml file in `maildir`.
 
     For delivery tests: `refuse_first` answers 451 (try again later) to the first N messages after each
-    start; `refuse_recipients` answers 550 to RCPT TO those addresses, always.
+    start; `refuse_recipients` answers 550 to RCPT TO those addresses, always; `refuse_senders` answers
+    550 to MAIL FROM those addresses (a misconfigured sender).
     """
 
     directory: Path
@@ -257,6 +258,7 @@ class SmtpServer:
     proc: subprocess.Popen | None = None
     refuse_first: int = 0
     refuse_recipients: tuple[str, ...] = ()
+    refuse_senders: tuple[str, ...] = ()
 
     @property
     def maildir(self) -> Path:
@@ -275,7 +277,8 @@ class SmtpServer:
     def start(self) -> None:
         self.maildir.mkdir(parents=True, exist_ok=True)
         log = self.directory / "smtp.log"
-        refusals = [f"--refuse-first={self.refuse_first}"] + [f"--refuse-to={r}" for r in self.refuse_recipients]
+        refusals = ([f"--refuse-first={self.refuse_first}"] + [f"--refuse-to={r}" for r in self.refuse_recipients]
+                    + [f"--refuse-from={r}" for r in self.refuse_senders])
         self.proc = subprocess.Popen([sys.executable, "-m", "cloudbackup.devstack", "smtp-serve",
                                       str(self.maildir), "--port", str(self.port), *refusals],
                                      stdout=log.open("ab"), stderr=subprocess.STDOUT)
@@ -283,20 +286,28 @@ class SmtpServer:
 
 
 def start_smtp(directory: Path, port: int | None = None, refuse_first: int = 0,
-               refuse_recipients: tuple[str, ...] = ()) -> SmtpServer:
+               refuse_recipients: tuple[str, ...] = (), refuse_senders: tuple[str, ...] = ()) -> SmtpServer:
     directory.mkdir(parents=True, exist_ok=True)
     server = SmtpServer(directory, port or free_port(), refuse_first=refuse_first,
-                        refuse_recipients=refuse_recipients)
+                        refuse_recipients=refuse_recipients, refuse_senders=refuse_senders)
     server.start()
     return server
 
 
-def _serve_smtp(maildir: Path, port: int, refuse_first: int = 0, refuse_to: tuple[str, ...] = ()) -> None:
+def _serve_smtp(maildir: Path, port: int, refuse_first: int = 0, refuse_to: tuple[str, ...] = (),
+                refuse_from: tuple[str, ...] = ()) -> None:
     from aiosmtpd.controller import Controller
 
     refusals_left = refuse_first
 
     class Capture:
+        async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001, N802
+            if address.lower() in refuse_from:
+                return "550 5.7.1 Sender not allowed (devstack refuse_senders)"
+            envelope.mail_from = address
+            envelope.mail_options.extend(mail_options)
+            return "250 OK"
+
         async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, N802
             if address.lower() in refuse_to:
                 return "550 5.1.1 Mailbox unavailable (devstack refuse_recipients)"
@@ -386,9 +397,11 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--refuse-first", type=int, default=0, help="answer 451 to the first N messages")
     serve.add_argument("--refuse-to", action="append", default=[], help="answer 550 to RCPT TO this address")
+    serve.add_argument("--refuse-from", action="append", default=[], help="answer 550 to MAIL FROM this address")
     args = parser.parse_args(argv)
     if args.command == "smtp-serve":
-        _serve_smtp(args.maildir, args.port, args.refuse_first, tuple(a.lower() for a in args.refuse_to))
+        _serve_smtp(args.maildir, args.port, args.refuse_first, tuple(a.lower() for a in args.refuse_to),
+                    tuple(a.lower() for a in args.refuse_from))
 
 
 if __name__ == "__main__":

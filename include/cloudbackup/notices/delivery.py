@@ -43,6 +43,7 @@ class DeliveryPolicy:
 
 
 MAX_ATTEMPTS = DeliveryPolicy.max_attempts
+STUCK_LOGGED = 20
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,14 @@ def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | N
     if unavailable:
         log.warning("delivery stopped early, remaining notices wait for the next run: %s", unavailable)
     counts = outbox_counts(engine)
+    if counts["stuck"]:
+        # Every run says what is stuck, not only the run that gave up on it.
+        for n in list_notices(engine, "stuck", limit=STUCK_LOGGED):
+            log.warning("stuck since %s: notice %s %s to %s (customer %s), %d attempts, last error: %s",
+                        n.stuck_at.isoformat() if n.stuck_at else "?", n.id, n.kind, n.recipient, n.customer_id,
+                        n.attempts, n.last_error)
+        if counts["stuck"] > STUCK_LOGGED:
+            log.warning("… and %d more stuck notices", counts["stuck"] - STUCK_LOGGED)
     return DeliveryReport(sent=sum(o.error is None for o in outcomes),
                           failed=sum(o.error is not None and not o.stuck for o in outcomes),
                           stuck=counts["stuck"], pending=counts["pending"], unavailable=unavailable,
