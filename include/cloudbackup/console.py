@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -178,7 +180,13 @@ def plan_in_use(customer: Customer, day: date) -> str:
 
 def next_run(schedule: str, after: datetime) -> datetime:
     """Next fire time of a customer's cron, read in Asia/Tokyo (as the DAG's timetable does)."""
-    return croniter(schedule, after.astimezone(TOKYO)).get_next(datetime)
+    return _next_fire(schedule, after.astimezone(TOKYO).replace(second=0, microsecond=0))
+
+
+@lru_cache(maxsize=4096)
+def _next_fire(schedule: str, minute: datetime) -> datetime:
+    # Many customers share a schedule and one page asks at one instant: parse each cron once.
+    return croniter(schedule, minute).get_next(datetime)
 
 
 def customer_state(customer: Customer, last: Run | None, now: datetime, windows: Sequence[Window] = ()) -> str:
@@ -228,18 +236,21 @@ def _run(row: sa.Row) -> Run:
                stored_bytes=None if row.stored_bytes is None else int(row.stored_bytes))
 
 
-def _latest_runs(conn: sa.Connection) -> dict[str, Run]:
-    # MAX per customer walks the (customer_id, started_at) index; then one lookup per customer.
-    rows = conn.execute(sa.text(
-        f"SELECT {', '.join('r.' + c.strip() for c in _RUN_COLUMNS.split(','))} FROM backup_runs r "
-        "JOIN (SELECT customer_id, MAX(started_at) AS latest FROM backup_runs GROUP BY customer_id) l "
-        "ON r.customer_id = l.customer_id AND r.started_at = l.latest")).all()
-    latest: dict[str, Run] = {}
-    for row in rows:
-        run = _run(row)
-        if run.customer_id not in latest or run.id > latest[run.customer_id].id:
-            latest[run.customer_id] = run
-    return latest
+def _latest_runs(conn: sa.Connection, customer_ids: Sequence[str]) -> dict[str, Run]:
+    """Each customer's latest run: one (customer_id, started_at) index seek per customer, so the cost follows
+    the fleet's size, not the length of its history."""
+    columns = ", ".join("r." + c.strip() for c in _RUN_COLUMNS.split(","))
+    latest_id = ("(SELECT x.id FROM backup_runs x WHERE x.customer_id = c.customer_id "
+                 "ORDER BY x.started_at DESC, x.id DESC LIMIT 1)")
+    if conn.dialect.name == "postgresql":
+        sql = (f"SELECT {columns} FROM unnest(CAST(:ids AS text[])) AS c(customer_id) "
+               f"JOIN backup_runs r ON r.id = {latest_id}")
+        params: dict = {"ids": list(customer_ids)}
+    else:
+        sql = (f"SELECT {columns} FROM (SELECT value AS customer_id FROM json_each(:ids)) c "
+               f"JOIN backup_runs r ON r.id = {latest_id}")
+        params = {"ids": json.dumps(list(customer_ids))}
+    return {row.customer_id: _run(row) for row in conn.execute(sa.text(sql), params).all()}
 
 
 def _stored_bytes(conn: sa.Connection, latest: dict[str, Run]) -> dict[str, int]:
@@ -282,7 +293,7 @@ def fleet(engine: Engine, customers: Sequence[Customer], catalog: Catalog, now: 
           windows: Sequence[Window] = ()) -> list[FleetRow]:
     """Every registry customer with its last run, stored bytes, next run and notice counts."""
     with engine.connect() as conn:
-        last = _latest_runs(conn)
+        last = _latest_runs(conn, [c.id for c in customers])
         stored = _stored_bytes(conn, last)
         counts = _notice_counts(conn)
     return [_fleet_row(c, catalog, now, last.get(c.id), stored.get(c.id), counts.get(c.id, (0, 0)), windows)
