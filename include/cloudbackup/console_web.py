@@ -168,7 +168,7 @@ REGISTRY = RegistryCache()
 
 
 def fleet_html(engine: Engine, registry_dir: Path, params: dict[str, str], now: datetime | None = None) -> str:
-    """The fleet page as served (registry, 3 queries, sort/filter, render); the benchmark times this."""
+    """The fleet page as served (registry, a few indexed queries, sort/filter, render); the benchmark times this."""
     now = now or utcnow()
     params = {k: params.get(k, "") for k in FLEET_PARAMS}
     reg = REGISTRY.get(registry_dir)
