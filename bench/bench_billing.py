@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import sys
 import tempfile
@@ -70,8 +71,12 @@ def main() -> int:
     t0 = time.perf_counter()
     contracts = generated_contracts(CONTRACTS)
     generate_s = time.perf_counter() - t0
+    # The registry is loaded once and lives for the whole run: keep the cyclic GC from re-scanning it on
+    # every collection (what a long-lived billing worker does too).
+    gc.freeze()
 
     issue_date = MONTH.next().first_day
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     documents = []
     number = 0
@@ -91,14 +96,16 @@ def main() -> int:
         invoices.write_csv(lines, Path(out) / f"invoice-lines-{MONTH}.csv")
     csv_s = time.perf_counter() - t1
     total_s = bill_s + csv_s
+    cpu_s = time.process_time() - cpu0   # this process's CPU: shows when a busy machine inflated the wall time
 
     by_agent = docs.groupby("sales_agent")[["subtotal", "tax", "total"]].sum()
     print(f"contracts: {CONTRACTS:,} (generated in {generate_s:.1f} s, not timed)")
     print(f"invoices for {MONTH}: {len(docs):,}, lines: {len(lines):,}, "
           f"line kinds: {lines['line_kind'].value_counts().to_dict()}")
-    print(f"billing: {bill_s:.2f} s, CSVs: {csv_s:.2f} s, total: {total_s:.2f} s (target ≤ {TARGET_S:.0f} s)")
+    print(f"billing: {bill_s:.2f} s, CSVs: {csv_s:.2f} s, total: {total_s:.2f} s wall, {cpu_s:.2f} s CPU "
+          f"(target ≤ {TARGET_S:.0f} s)")
     print(by_agent.to_string())
-    write_results({"billing_100k_contracts_s": round(total_s, 2),
+    write_results({"billing_100k_contracts_s": round(total_s, 2), "billing_100k_contracts_cpu_s": round(cpu_s, 2),
                    "billing_100k_contracts_invoices": int(len(docs))})
     return 0 if total_s <= TARGET_S else 1
 

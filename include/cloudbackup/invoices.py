@@ -295,35 +295,17 @@ def _csv_frames_from_db(engine: Engine, month: BillingMonth) -> tuple[pd.DataFra
 
 def csv_frames(documents: list[Document]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Finance's two tables built straight from documents (the same columns as the files from the DB)."""
-    docs = pd.DataFrame({
-        "invoice_number": [d.invoice_number for d in documents],
-        "document_type": [d.document_type for d in documents],
-        "revision": [d.revision for d in documents],
-        "corrects_invoice_number": [d.corrects_invoice_number for d in documents],
-        "customer_id": [d.invoice.customer_id for d in documents],
-        "customer_name": [d.invoice.customer_name for d in documents],
-        "billing_month": [str(d.invoice.billing_month) for d in documents],
-        "issue_date": [d.issue_date.isoformat() for d in documents],
-        "payment_due_date": [d.payment_due_date.isoformat() for d in documents],
-        "sales_agent": [d.invoice.sales_agent for d in documents],
-        "issuer_registration_number": [d.issuer_registration_number for d in documents],
-        "subtotal": [d.invoice.subtotal for d in documents],
-        "tax": [d.invoice.tax for d in documents],
-        "total": [d.invoice.total for d in documents],
-        "issued_at": "",
-    })
-    counts = [len(d.invoice.lines) for d in documents]
-    flat = [(n, line) for d in documents for n, line in enumerate(d.invoice.lines, start=1)]
-    lines = pd.DataFrame({
-        "line_no": [n for n, _ in flat],
-        "line_kind": [line.kind for _, line in flat],
-        "description": [line.description for _, line in flat],
-        "tax_rate": [str(line.tax_rate) for _, line in flat],
-        "amount": [line.amount for _, line in flat],
-    })
-    per_doc = docs[["invoice_number", "document_type", "customer_id", "billing_month", "sales_agent"]]
-    lines = pd.concat([per_doc.loc[per_doc.index.repeat(counts)].reset_index(drop=True), lines], axis=1)
-    return docs[INVOICE_CSV_COLUMNS], lines[LINE_CSV_COLUMNS]
+    rows, line_rows = [], []
+    for d in documents:
+        inv = d.invoice
+        month = str(inv.billing_month)
+        rows.append((d.invoice_number, d.document_type, d.revision, d.corrects_invoice_number, inv.customer_id,
+                     inv.customer_name, month, d.issue_date.isoformat(), d.payment_due_date.isoformat(),
+                     inv.sales_agent, d.issuer_registration_number, inv.subtotal, inv.tax, inv.total, ""))
+        line_rows += [(d.invoice_number, d.document_type, inv.customer_id, month, inv.sales_agent, n, line.kind,
+                       line.description, str(line.tax_rate), line.amount) for n, line in enumerate(inv.lines, start=1)]
+    return (pd.DataFrame.from_records(rows, columns=INVOICE_CSV_COLUMNS),
+            pd.DataFrame.from_records(line_rows, columns=LINE_CSV_COLUMNS))
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from enum import StrEnum
-from functools import cached_property
+from functools import cache, cached_property
 
 from cloudbackup.billing.months import BillingMonth
 
@@ -74,13 +74,22 @@ class Invoice:
     @cached_property
     def tax_summary(self) -> tuple[TaxSummary, ...]:
         """Tax computed once per rate on that rate's subtotal, never per line (qualified-invoice rule)."""
-        return tuple(TaxSummary(rate, self.subtotal_at(rate), tax_on(self.subtotal_at(rate), rate))
-                     for rate in self.tax_rates)
+        subtotals: dict[Decimal, int] = {}
+        for line in self.lines:
+            subtotals[line.tax_rate] = subtotals.get(line.tax_rate, 0) + line.amount
+        return tuple(TaxSummary(rate, subtotal, tax_on(subtotal, rate)) for rate, subtotal in sorted(subtotals.items()))
+
+
+@cache
+def _ratio(rate: Decimal) -> tuple[int, int]:
+    return rate.as_integer_ratio()
 
 
 def tax_on(subtotal: int, rate: Decimal) -> int:
-    """Consumption tax on a subtotal, fractions of a yen truncated (art. 25, 26).
+    """Consumption tax on a subtotal, fractions of a yen truncated (art. 25, 26), in exact integer arithmetic.
 
     Truncation is toward zero, so a credit note's tax mirrors the tax of the invoice it reverses.
     """
-    return int((Decimal(subtotal) * rate).to_integral_value(rounding=ROUND_DOWN))
+    numerator, denominator = _ratio(rate)
+    product = subtotal * numerator
+    return product // denominator if product >= 0 else -(-product // denominator)

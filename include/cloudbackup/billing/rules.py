@@ -86,6 +86,8 @@ def penalty_month(customer: Customer) -> BillingMonth | None:
 
 def bill(customer: Customer, catalog: Catalog, month: BillingMonth) -> Invoice | None:
     """The invoice for `month`, or None when nothing is due for it."""
+    if month < BillingMonth.of(customer.contract_date):
+        return None     # nothing is ever due before the contract (cheap exit for long registries)
     rate = catalog.tax_rate_on(month.last_day)
     lines: list[InvoiceLine] = []
     if monthly_fee_due(customer, month):
@@ -93,7 +95,8 @@ def bill(customer: Customer, catalog: Catalog, month: BillingMonth) -> Invoice |
         lines.append(InvoiceLine(LineKind.MONTHLY_FEE.value, f"{plan.name_ja} 月額利用料金（{month}）",
                                  price_for(plan, month).monthly_fee, rate,
                                  f"{plan.name_en} monthly fee ({month})"))
-    if month == initial_fee_month(customer):
+    # initial_fee_month is never after the first billed month: most months skip computing it.
+    if month <= first_billed_month(customer) and month == initial_fee_month(customer):
         plan, price = _application_price(customer, catalog)
         lines.append(InvoiceLine(LineKind.INITIAL_FEE.value, f"{plan.name_ja} 初期費用", price.initial_fee, rate,
                                  f"{plan.name_en} initial fee"))
@@ -121,7 +124,8 @@ def explain(customer: Customer, catalog: Catalog, month: BillingMonth) -> list[s
     if month == start:
         notes.append(f"service start month ({customer.service_start_date}): no monthly fee, no proration "
                      "(art. 22(1))")
-    if month == initial_fee_month(customer):
+    # initial_fee_month is never after the first billed month: most months skip computing it.
+    if month <= first_billed_month(customer) and month == initial_fee_month(customer):
         notes.append("first invoice: initial fee with the first monthly fee (art. 22(3))")
     for change in customer.plans[1:]:
         if BillingMonth.of(max(change.approved_on, change.started_using_on)) == month:
