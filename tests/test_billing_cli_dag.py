@@ -93,3 +93,18 @@ def test_the_dag_bills_the_others_and_then_fails_for_a_customer_it_could_not_bil
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT customer_id, billing_month, issue_date FROM invoices")).all()
     assert [tuple(r) for r in rows] == [("good-co", "2026-10", "2026-11-01")], "issue date: the data interval's end"
+
+
+def test_registry_check_reports_a_sales_agent_missing_from_the_operator_settings_and_timeline_corrections(
+        registry_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (registry_dir / "customers" / "stray-co.yaml").write_text(
+        customer_yaml("stray-co", paths=["/srv/x"]).replace("sales_agent: kanto-it-sales", "sales_agent: nobody"),
+        encoding="utf-8")
+    (registry_dir / "customers" / "leaving-co.yaml").write_text(
+        customer_yaml("leaving-co", paths=["/srv/x"], extra="cancellation:\n  notice_date: 2027-01-20\n"
+                                                            "  requested_end: 2027-01-31\n"), encoding="utf-8")
+    assert cli.main(["registry", "check"]) == 1
+    err = capsys.readouterr().err
+    assert "ERROR customers/stray-co.yaml: field 'sales_agent': 'nobody' is not in operator.yaml" in err
+    assert "WARNING customer leaving-co: field 'cancellation.requested_end': 2027-01-31 is earlier than the " \
+           "earliest legal end 2027-02-19" in err

@@ -17,6 +17,18 @@ def _db_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _billing_settings_problems(customers) -> list[str]:  # noqa: ANN001
+    """The operator settings load, and every customer's sales agent is in them (else it cannot be billed)."""
+    from cloudbackup.operator_settings import load_operator
+
+    try:
+        operator = load_operator()
+    except ValueError as exc:
+        return [str(exc)]
+    return [f"customers/{c.id}.yaml: field 'sales_agent': {c.sales_agent!r} is not in operator.yaml"
+            for c in customers if c.sales_agent not in operator.sales_agents]
+
+
 def _registry_check(_args: argparse.Namespace) -> int:
     from cloudbackup.catalog import load_catalog
     from cloudbackup.registry import load_registry
@@ -30,6 +42,7 @@ def _registry_check(_args: argparse.Namespace) -> int:
                 catalog.plan(change.plan)
             except KeyError as exc:
                 problems.append(f"customers/{customer.id}.yaml: field 'plans': {exc.args[0]}")
+    problems += _billing_settings_problems(registry.customers)
     print(f"{len(registry.customers)} customer file(s) valid, {len(registry.errors)} broken")
     for customer in registry.customers:
         for warning in customer.timeline_warnings:
