@@ -195,3 +195,22 @@ def test_concurrent_runs_number_invoices_without_gaps_or_duplicates(engine: sa.E
     with engine.connect() as conn:
         numbers = conn.execute(sa.text("SELECT invoice_number FROM invoices ORDER BY invoice_number")).scalars().all()
     assert numbers == [f"CB-{n:08d}" for n in range(1, 17)]
+
+
+def test_a_correction_to_nothing_due_leaves_the_month_fully_credited_and_settled(engine: sa.Engine) -> None:
+    """A credit note alone when nothing is due any more; re-runs then see the month as settled, and a later
+    correction bills it afresh without crediting twice."""
+    (customer,) = _customers(1)
+    invoices.issue_month(engine, [customer], CATALOG, OCT, OPERATOR, ISSUED_ON)
+    cancelled = contract("cust-0", cancelled_before_start_on=date(2026, 8, 30), service_start=date(2026, 9, 10))
+    assert invoices.correct(engine, cancelled, CATALOG, OCT, OPERATOR, ISSUED_ON, "cancelled before start") == \
+        invoices.Correction("CB-00000002", None)
+    rerun = invoices.issue_month(engine, [cancelled], CATALOG, OCT, OPERATOR, ISSUED_ON)
+    assert (rerun.issued, rerun.unchanged, rerun.differing) == (0, 1, [])
+
+    again = invoices.correct(engine, customer, CATALOG, OCT, OPERATOR, ISSUED_ON, "the cancellation was withdrawn")
+    assert again == invoices.Correction(None, "CB-00000003")
+    with engine.connect() as conn:
+        docs = conn.execute(sa.text("SELECT document_type, revision, total FROM invoices ORDER BY id")).all()
+    assert [tuple(d) for d in docs] == [("invoice", 0, 44000), ("credit_note", 1, -44000), ("invoice", 2, 44000)]
+    assert invoices.issue_month(engine, [customer], CATALOG, OCT, OPERATOR, ISSUED_ON).differing == []

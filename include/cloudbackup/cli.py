@@ -86,7 +86,8 @@ def _billing_correct(args: argparse.Namespace) -> int:
     day = date.fromisoformat(args.issue_date) if args.issue_date else datetime.now(tasks.TOKYO).date()
     done = invoices.correct(connections.database(), customer, load_catalog(settings.catalog_path()),
                             BillingMonth.parse(args.month), load_operator(), day, args.reason)
-    print(f"credit note {done.credit_note_number}; reissued invoice {done.reissue_number or '(none: nothing due)'}")
+    print(f"credit note {done.credit_note_number or '(none: the month was fully credited)'}; "
+          f"reissued invoice {done.reissue_number or '(none: nothing due)'}")
     return 0
 
 

@@ -148,11 +148,19 @@ def _stored_lines(conn: Connection, invoice_id: int) -> tuple[InvoiceLine, ...]:
 
 
 def _current(conn: Connection, customer_id: str, month: BillingMonth):  # noqa: ANN202
-    """The latest revision of the customer's invoice for the month (a row), or None."""
+    """The customer's latest document for the month (a row), or None: the latest revision's invoice, or its
+    credit note when a correction left nothing due (the month is then fully credited)."""
     return conn.execute(sa.text(
-        "SELECT id, state, revision, invoice_number FROM invoices WHERE customer_id = :c AND billing_month = :m "
-        "AND document_type = 'invoice' ORDER BY revision DESC LIMIT 1"),
+        "SELECT id, state, revision, invoice_number, document_type FROM invoices WHERE customer_id = :c AND "
+        "billing_month = :m ORDER BY revision DESC, CASE document_type WHEN 'invoice' THEN 0 ELSE 1 END LIMIT 1"),
         {"c": customer_id, "m": str(month)}).first()
+
+
+def _bills_otherwise(conn: Connection, current, invoice: Invoice | None) -> bool:  # noqa: ANN001
+    """Whether the registry now bills the month differently from the latest issued document."""
+    if current.document_type == CREDIT_NOTE:
+        return invoice is not None
+    return invoice is None or _stored_lines(conn, current.id) != invoice.lines
 
 
 def _delete_draft(conn: Connection, invoice_id: int) -> None:
@@ -196,7 +204,7 @@ def issue_month(engine: Engine, customers: list[Customer], catalog: Catalog, mon
             current = _current(conn, customer.id, month)
             if current is not None and current.state == "issued":
                 unchanged += 1
-                if invoice is None or _stored_lines(conn, current.id) != invoice.lines:
+                if _bills_otherwise(conn, current, invoice):
                     differing.append(customer.id)
                     log.warning("%s for %s: invoice %s differs from what the registry bills now; correct it "
                                 "with `cloudbackup billing correct`", customer.id, month, current.invoice_number)
@@ -237,28 +245,36 @@ def credit_note_for(invoice: Invoice) -> Invoice:
 
 @dataclass(frozen=True)
 class Correction:
-    credit_note_number: str
+    credit_note_number: str | None     # None when the month was already fully credited
     reissue_number: str | None     # None when nothing is due any more for the month
 
 
 def correct(engine: Engine, customer: Customer, catalog: Catalog, month: BillingMonth, operator: OperatorSettings,
             issue_date: date, reason: str) -> Correction:
     """Correct an issued invoice: a credit note for it, and a reissue billed from the registry as it is now.
-    The issued invoice is never edited (qualified-invoice rule)."""
+    The issued invoice is never edited (qualified-invoice rule). A month already fully credited gets a new
+    invoice alone."""
     if not reason.strip():
         raise ValueError("a correction needs a reason")
     with engine.begin() as conn:
         current = _current(conn, customer.id, month)
         if current is None or current.state != "issued":
             raise LookupError(f"customer {customer.id} has no issued invoice for {month} to correct")
+        revision = int(current.revision) + 1
+        reissue = bill(customer, catalog, month)
+        if current.document_type == CREDIT_NOTE:
+            if reissue is None:
+                raise LookupError(f"customer {customer.id}: {month} is fully credited and nothing is due")
+            # Nothing left to credit: a new invoice for the month, sent as an ordinary invoice.
+            document = _issue_invoice(conn, customer, reissue, operator, issue_date, revision, current.id, reason)
+            _queue_notice(conn, customer, document, operator)
+            return Correction(None, document.invoice_number)
         old_row = conn.execute(sa.text("SELECT recipient_name, sales_agent FROM invoices WHERE id = :i"),
                                {"i": current.id}).one()
         old = Invoice(customer.id, month, old_row.sales_agent, _stored_lines(conn, current.id), old_row.recipient_name)
-        revision = int(current.revision) + 1
         credit = credit_note_for(old)
         credit_id = _insert_draft(conn, credit, CREDIT_NOTE, revision, current.id, reason)
         credit_number, _due = _issue_draft(conn, credit_id, credit, operator, issue_date)
-        reissue = bill(customer, catalog, month)
         replaces = {"invoice_number": current.invoice_number, "credit_note_number": credit_number,
                     "credit_total": credit.total, "reason": reason}
         if reissue is None:
