@@ -17,7 +17,8 @@ MiB = 1024 * KiB
 
 # Small limits so a few MiB exercise everything: several packs, multi-chunk files, the memory budget.
 SMALL_OPTIONS = EngineOptions(connections=3, upload_threads=3, chunk_size=1 * MiB, small_file_max=64 * KiB,
-                              pack_target=256 * KiB, in_flight_bytes=4 * MiB, progress_interval=0.5)
+                              pack_target=256 * KiB, in_flight_bytes=4 * MiB, read_request=64 * KiB, read_window=8,
+                              progress_interval=0.5)
 
 
 def sftp_endpoint(sshd: devstack.Sshd, host_key: str | None = None) -> SftpEndpoint:

@@ -23,7 +23,7 @@ from cloudbackup import snapshot as snap
 from cloudbackup.db import utcnow
 from cloudbackup.names import NamePolicy, check_name, printable
 from cloudbackup.records import CollectionError
-from cloudbackup.sftp import ConnectionLost, alive, listdir_raw
+from cloudbackup.sftp import ConnectionLost, alive, listdir_raw, read_pipelined
 from cloudbackup.storage import SHA256_META, ObjectStore, customer_prefix, object_key
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,9 @@ class EngineOptions:
     chunk_size: int = 16 * MiB           # large files are stored as content-addressed chunks of this size
     small_file_max: int = 1 * MiB        # files up to this size go into packs
     pack_target: int = 16 * MiB
-    in_flight_bytes: int = 96 * MiB      # read but not yet stored: bounds memory whatever the file sizes
-    prefetch_requests: int = 128         # outstanding 32 KiB reads per large file
+    in_flight_bytes: int = 64 * MiB      # read but not yet stored: bounds memory whatever the file sizes
+    read_request: int = 128 * 1024       # bytes per SFTP read request
+    read_window: int = 32                # read requests in flight per file
     progress_interval: float = 10.0
 
 
@@ -388,15 +389,16 @@ class _Collector:
     def _read(self, sftp: paramiko.SFTPClient, f: RemoteFile) -> snap.FileEntry:
         if f.size <= self.options.small_file_max:
             with sftp.open(f.path, "rb") as fh:
-                if f.size > 32 * 1024:
-                    fh.prefetch(f.size, self.options.prefetch_requests)
-                data = fh.read(f.size) if f.size else b""
+                data = b"".join(self._pieces(sftp, fh, 0, f.size)) if f.size else b""
             if len(data) != f.size:
                 raise ChangedDuringRead(f"listed with {f.size} bytes, read {len(data)}")
             self.observer.chunk_read(f, 0, f.size)
             self.progress.add(1, f.size)
             return self.repo.add_small(f, data)
         return self._read_large(sftp, f)
+
+    def _pieces(self, sftp: paramiko.SFTPClient, fh: paramiko.SFTPFile, offset: int, length: int) -> Iterator[bytes]:
+        return read_pipelined(sftp, fh.handle, offset, length, self.options.read_request, self.options.read_window)
 
     def _read_large(self, sftp: paramiko.SFTPClient, f: RemoteFile) -> snap.FileEntry:
         digest = hashlib.sha256()
@@ -409,7 +411,12 @@ class _Collector:
                 length = min(self.options.chunk_size, f.size - offset)
                 held = self.repo.budget.acquire(length)
                 try:
-                    data = b"".join(fh.readv([(offset, length)], self.options.prefetch_requests))
+                    pieces = []
+                    for piece in self._pieces(sftp, fh, offset, length):
+                        digest.update(piece)
+                        pieces.append(piece)
+                    data = b"".join(pieces)
+                    del pieces
                 except BaseException:
                     self.repo.budget.release(held)
                     raise
@@ -417,7 +424,6 @@ class _Collector:
                     self.repo.budget.release(held)
                     raise ChangedDuringRead(f"listed with {f.size} bytes, ended early at {offset + len(data)}")
                 self.observer.chunk_read(f, offset, length)
-                digest.update(data)
                 key, fut = self.repo.add_chunk(data, held)
                 del data
                 chunks.append((key, 0, length))

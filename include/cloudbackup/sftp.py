@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import collections
 import io
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import paramiko
-from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
+from paramiko.sftp import CMD_CLOSE, CMD_DATA, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READ, CMD_READDIR, int64
 
 from cloudbackup.connections import SftpEndpoint
 
@@ -17,6 +18,7 @@ from cloudbackup.connections import SftpEndpoint
 WINDOW_SIZE = 64 * 1024 * 1024
 MAX_PACKET_SIZE = 32 * 1024
 READ_CHUNK = 1024 * 1024
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
 class SftpConnectError(RuntimeError):
@@ -57,6 +59,10 @@ def open_sftp(ep: SftpEndpoint, timeout: float = 30.0) -> Iterator[paramiko.SFTP
         raise SftpConnectError(f"cannot reach SFTP server {ep.host}:{ep.port}: {exc}") from exc
     transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE,
                                    default_max_packet_size=MAX_PACKET_SIZE)
+    # AES-GCM (an AEAD: no separate HMAC pass) reads ~1.5x faster than paramiko's default aes128-ctr here.
+    options = transport.get_security_options()
+    fast = [c for c in PREFERRED_CIPHERS if c in options.ciphers]
+    options.ciphers = tuple(fast + [c for c in options.ciphers if c not in fast])
     try:
         try:
             transport.start_client(timeout=timeout)
@@ -122,3 +128,54 @@ def listdir_raw(sftp: paramiko.SFTPClient, path: str) -> list[tuple[bytes, param
 def alive(sftp: paramiko.SFTPClient) -> bool:
     channel = sftp.get_channel()
     return bool(channel is not None and not channel.closed and channel.get_transport().is_active())
+
+
+READ_REQUEST = 128 * 1024     # OpenSSH serves up to 255 KiB per read; shorter answers are handled below
+READ_WINDOW = 64              # requests in flight per file: 8 MiB, enough to hide the loopback/LAN round trip
+
+
+def _send_read(sftp: paramiko.SFTPClient, handle: bytes, pending: collections.deque, at: int, n: int) -> int:
+    pending.append((sftp._async_request(type(None), CMD_READ, handle, int64(at), int(n)), at, n))
+    return at + n
+
+
+def read_pipelined(sftp: paramiko.SFTPClient, handle: bytes, offset: int, length: int,
+                   request_size: int = READ_REQUEST, window: int = READ_WINDOW) -> Iterator[bytes]:
+    """The bytes of [offset, offset+length) in order, with `window` read requests in flight.
+
+    paramiko's own prefetch rescans its whole buffer for every 32 KiB piece (quadratic on big reads) and
+    keeps everything that arrived until it is read; this keeps at most `window` × `request_size` in flight.
+    A short answer (a server with a smaller read limit) restarts the pipeline with that size; an empty one
+    is the end of the file, and the caller sees fewer bytes than it asked for.
+    """
+    end = offset + length
+    position = offset
+    while position < end:
+        pending: collections.deque[tuple[int, int, int]] = collections.deque()
+        next_offset = position
+        short = eof = False
+
+        while next_offset < end and len(pending) < window:
+            next_offset = _send_read(sftp, handle, pending, next_offset, min(request_size, end - next_offset))
+        while pending:
+            num, at, n = pending.popleft()
+            try:
+                t, msg = sftp._read_response(num)
+                data = msg.get_string() if t == CMD_DATA else b""
+            except EOFError:
+                data = b""
+            if short:
+                continue                      # answers to requests sent before the short one: dropped
+            if len(data) < n:
+                short, eof = True, not data
+                if data:
+                    position = at + len(data)
+                    request_size = len(data)
+                    yield data
+                continue
+            position = at + n
+            yield data
+            if next_offset < end:
+                next_offset = _send_read(sftp, handle, pending, next_offset, min(request_size, end - next_offset))
+        if eof:
+            return

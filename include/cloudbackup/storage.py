@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import posixpath
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -44,6 +43,21 @@ def object_key(customer_id: str, *parts: str) -> str:
     return key
 
 
+class _Whole:
+    """A reader handing out its buffer itself: io.BytesIO.read would copy every part once more."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data: bytes | None = data
+
+    def read(self, size: int = -1) -> bytes:
+        data, self.data = self.data, None
+        if data is None:
+            return b""
+        if 0 <= size < len(data):
+            raise ValueError("_Whole is read in one piece")
+        return data
+
+
 class ObjectStore:
     """The few S3 operations the service needs, on one bucket."""
 
@@ -66,8 +80,8 @@ class ObjectStore:
                                metadata=metadata)
 
     def put_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
-        """One PUT (no multipart) of a buffer the caller already holds."""
-        self.client.put_object(self.bucket, key, io.BytesIO(data), len(data),
+        """One PUT (no multipart) of a buffer the caller already holds, without copying it again."""
+        self.client.put_object(self.bucket, key, _Whole(data), len(data),
                                part_size=max(MIN_PART_SIZE, len(data)), metadata=metadata)
 
     def get_bytes(self, key: str, offset: int = 0, length: int = 0) -> bytes:
