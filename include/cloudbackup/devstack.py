@@ -279,23 +279,36 @@ class SmtpServer:
         log = self.directory / "smtp.log"
         refusals = ([f"--refuse-first={self.refuse_first}"] + [f"--refuse-to={r}" for r in self.refuse_recipients]
                     + [f"--refuse-from={r}" for r in self.refuse_senders])
+        # Ready only when *our* process has bound the port: with free_port() another process may take the
+        # port first, and a bare port check would then hand tests somebody else's server.
+        ready = self.directory / "smtp.ready"
+        ready.unlink(missing_ok=True)
         self.proc = subprocess.Popen([sys.executable, "-m", "cloudbackup.devstack", "smtp-serve",
-                                      str(self.maildir), "--port", str(self.port), *refusals],
+                                      str(self.maildir), "--port", str(self.port), f"--ready-file={ready}",
+                                      *refusals],
                                      stdout=log.open("ab"), stderr=subprocess.STDOUT)
-        _wait(lambda: _port_open(self.port), "aiosmtpd", self.proc, log)
+        pid = str(self.proc.pid)
+        _wait(lambda: ready.exists() and ready.read_text() == pid, "aiosmtpd", self.proc, log)
 
 
 def start_smtp(directory: Path, port: int | None = None, refuse_first: int = 0,
                refuse_recipients: tuple[str, ...] = (), refuse_senders: tuple[str, ...] = ()) -> SmtpServer:
     directory.mkdir(parents=True, exist_ok=True)
-    server = SmtpServer(directory, port or free_port(), refuse_first=refuse_first,
-                        refuse_recipients=refuse_recipients, refuse_senders=refuse_senders)
-    server.start()
-    return server
+    for attempt in range(3):
+        server = SmtpServer(directory, port or free_port(), refuse_first=refuse_first,
+                            refuse_recipients=refuse_recipients, refuse_senders=refuse_senders)
+        try:
+            server.start()
+            return server
+        except RuntimeError:
+            if port is not None or attempt == 2:
+                raise
+            # The free port was taken before our server bound it: try another one.
+    raise AssertionError("unreachable")
 
 
 def _serve_smtp(maildir: Path, port: int, refuse_first: int = 0, refuse_to: tuple[str, ...] = (),
-                refuse_from: tuple[str, ...] = ()) -> None:
+                refuse_from: tuple[str, ...] = (), ready_file: Path | None = None) -> None:
     from aiosmtpd.controller import Controller
 
     refusals_left = refuse_first
@@ -326,7 +339,9 @@ def _serve_smtp(maildir: Path, port: int, refuse_first: int = 0, refuse_to: tupl
             return "250 Message accepted"
 
     controller = Controller(Capture(), hostname="127.0.0.1", port=port)
-    controller.start()
+    controller.start()  # raises if the port is taken
+    if ready_file:
+        ready_file.write_text(str(os.getpid()))
     stop = False
 
     def _term(*_args: object) -> None:
@@ -398,10 +413,11 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--refuse-first", type=int, default=0, help="answer 451 to the first N messages")
     serve.add_argument("--refuse-to", action="append", default=[], help="answer 550 to RCPT TO this address")
     serve.add_argument("--refuse-from", action="append", default=[], help="answer 550 to MAIL FROM this address")
+    serve.add_argument("--ready-file", type=Path, help="written with our pid once the port is bound")
     args = parser.parse_args(argv)
     if args.command == "smtp-serve":
         _serve_smtp(args.maildir, args.port, args.refuse_first, tuple(a.lower() for a in args.refuse_to),
-                    tuple(a.lower() for a in args.refuse_from))
+                    tuple(a.lower() for a in args.refuse_from), args.ready_file)
 
 
 if __name__ == "__main__":
