@@ -12,12 +12,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa  # noqa: E402
+from common import write_results  # noqa: E402
+
 from cloudbackup import db, devstack, notices  # noqa: E402
 from cloudbackup.connections import SmtpEndpoint  # noqa: E402
 from cloudbackup.db import insert_returning_id, to_db_time  # noqa: E402
 from cloudbackup.notices import DeliveryPolicy, samples  # noqa: E402
 from cloudbackup.notices.kinds import Suspension  # noqa: E402
-from common import write_results  # noqa: E402
 
 NOTICES = 2000
 ERRORS = 100_000

@@ -9,6 +9,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import sqlalchemy as sa
+
 from cloudbackup.connections import SmtpEndpoint
 from cloudbackup.db import insert_returning_id, to_db_time
 from cloudbackup.devstack import SmtpServer

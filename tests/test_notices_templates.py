@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from jinja2 import UndefinedError
+
 from cloudbackup.notices import samples, templating
 from cloudbackup.notices.kinds import DIGEST_PATHS, ErrorPath, MaintenanceWindow, digest
 from cloudbackup.notices.templating import KINDS, LANGUAGES, PARTS, bar, render, safe_path, yen
-from jinja2 import UndefinedError
 
 TEMPLATE_DIR = Path(templating.__file__).resolve().parents[1] / "templates" / "notices"
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
