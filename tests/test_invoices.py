@@ -108,7 +108,7 @@ def test_a_customer_that_cannot_be_billed_takes_no_number_and_the_others_go_on(e
 
 def test_a_dry_run_writes_nothing(engine: sa.Engine) -> None:
     result = invoices.issue_month(engine, _customers(), CATALOG, OCT, OPERATOR, ISSUED_ON, dry_run=True)
-    assert result.issued == 3
+    assert result.issued == 3 and result.planned == {"cust-0": 44000, "cust-1": 44000, "cust-2": 44000}
     assert _rows(engine, "invoices") == [] and _rows(engine, "notices") == []
 
 

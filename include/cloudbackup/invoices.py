@@ -40,6 +40,7 @@ class MonthResult:
     differing: list[str] = field(default_factory=list)   # issued earlier, but the registry now bills otherwise
     failed: list[str] = field(default_factory=list)      # customers not billed: see the log
     drafted: int = 0    # drafts written or refreshed by a draft-only run
+    planned: dict[str, int] = field(default_factory=dict)   # dry run only: customer id → total it would bill
 
 
 class BillingFailed(Exception):
@@ -189,6 +190,7 @@ def issue_month(engine: Engine, customers: list[Customer], catalog: Catalog, mon
     run issues them; a draft that no longer matches the registry is replaced first. `dry_run` writes nothing.
     """
     issued = unchanged = not_due = drafted = 0
+    planned: dict[str, int] = {}
     differing: list[str] = []
     failed: list[str] = []
     for customer in customers:
@@ -214,7 +216,7 @@ def issue_month(engine: Engine, customers: list[Customer], catalog: Catalog, mon
                     not_due += 1
                 else:
                     issued += 1
-                    log.info("dry run: would issue to %s for %s: total %d yen", customer.id, month, invoice.total)
+                    planned[customer.id] = invoice.total
                 continue
             draft_id = current.id if current is not None else None
             if draft_id is not None and (invoice is None or not _draft_is_current(conn, draft_id, invoice)):
@@ -233,7 +235,7 @@ def issue_month(engine: Engine, customers: list[Customer], catalog: Catalog, mon
             _queue_notice(conn, customer, document, operator)
         issued += 1
         log.info("issued %s to %s for %s: total %d yen", number, customer.id, month, invoice.total)
-    return MonthResult(issued, unchanged, not_due, differing, failed, drafted)
+    return MonthResult(issued, unchanged, not_due, differing, failed, drafted, planned)
 
 
 def credit_note_for(invoice: Invoice) -> Invoice:
