@@ -1,4 +1,4 @@
-"""`cloudbackup notices …`: preview every kind, list the outbox (sent, pending, stuck), retry a stuck notice."""
+"""`cloudbackup notices …`: preview every kind, list the outbox, deliver now, retry a stuck notice."""
 
 from __future__ import annotations
 
@@ -42,6 +42,22 @@ def _retry(args: argparse.Namespace) -> int:
     return 1
 
 
+def _deliver(_args: argparse.Namespace) -> int:
+    import json
+
+    from cloudbackup import tasks
+
+    queued = tasks.queue_event_notices()
+    try:
+        sent = tasks.deliver_notices()
+    except tasks.NoticesNotDelivered as exc:
+        print(json.dumps({"queued": queued}))
+        print(f"not all due notices were sent: {exc}")
+        return 1
+    print(json.dumps({"queued": queued, **sent}))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `notices` command group to the `cloudbackup` parser."""
     group = sub.add_parser("notices", help="customer notices: preview, outbox, stuck notices").add_subparsers(
@@ -54,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--customer")
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(func=_list)
+    deliver = group.add_parser("deliver", help="what the deliver_notices DAG does, once: queue event notices, send")
+    deliver.set_defaults(func=_deliver)
     retry = group.add_parser("retry", help="put a stuck notice back in the queue (after fixing its cause)")
     retry.add_argument("id", type=int)
     retry.set_defaults(func=_retry)
