@@ -13,6 +13,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 CUSTOMER_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
 _CRON_FIELDS = 5
 
@@ -274,7 +275,8 @@ def _describe(exc: ValidationError) -> tuple[str, ...]:
 def load_customer(path: Path) -> Customer:
     """Load one customer file; raises ValueError naming the file and the field."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # The C loader parses ~8x faster; the DAG processor reads every customer file on each parse.
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read YAML: {exc}") from exc
     if not isinstance(data, dict):
