@@ -46,10 +46,10 @@ class EngineOptions:
 
     connections: int = 4                 # parallel SFTP sessions (Transports), one per reader thread
     upload_threads: int = 4
-    chunk_size: int = 16 * MiB           # large files are stored as content-addressed chunks of this size
+    chunk_size: int = 8 * MiB            # large files are stored as content-addressed chunks of this size
     small_file_max: int = 1 * MiB        # files up to this size go into packs
     pack_target: int = 16 * MiB
-    in_flight_bytes: int = 64 * MiB      # read but not yet stored: bounds memory whatever the file sizes
+    in_flight_bytes: int = 48 * MiB      # read but not yet stored: bounds memory whatever the file sizes
     read_request: int = 128 * 1024       # bytes per SFTP read request
     read_window: int = 32                # read requests in flight per file
     progress_interval: float = 10.0
@@ -241,8 +241,7 @@ class _Repository:
 
         def upload() -> None:
             try:
-                if not self.store.exists(self.key(relative)):   # arrived in an interrupted run
-                    self._put(relative, data, sha)
+                self._put(relative, data, sha)
             finally:
                 self.budget.release(held)
 
@@ -461,6 +460,9 @@ def run_backup(connect: Connect, store: ObjectStore, customer_id: str, run_key: 
     known: dict[str, snap.FileEntry] = previous.by_path() if previous else {}
     if previous:
         repo.learn(previous.files)
+    # Chunks that arrived before an interruption are skipped by name (one LIST instead of a HEAD per chunk).
+    repo.data_keys.update(k[len(customer_prefix(customer_id)):] for k, _ in
+                          store.list_keys(customer_prefix(customer_id) + "data/"))
     leftover = [k for k, _ in store.list_keys(customer_prefix(customer_id) + snap.INDEX)]
     for key in leftover:
         entries = snap.decode_index(store.get_bytes(key))
