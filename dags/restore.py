@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, task
 
@@ -29,6 +29,8 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["backup", "restore"],
+    # A retry is safe: each file is written under a temporary name and renamed only when verified.
+    default_args={"owner": "data-ops", "retries": 1, "retry_delay": timedelta(minutes=2)},
     params={
         "customer": Param(type="string", title="Customer id", pattern=r"^[a-z0-9][a-z0-9-]{1,62}$"),
         "snapshot": Param("latest", type="string", title="Snapshot id, or latest"),

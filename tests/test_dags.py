@@ -18,7 +18,8 @@ def _dagbag():
 def test_every_dag_imports_and_has_owner_tags_retries_and_docs() -> None:
     bag = _dagbag()
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"backup_demo_tanaka", "backup_demo_globex", "billing_monthly", "deliver_notices"}
+    assert set(bag.dag_ids) == {"backup_demo_tanaka", "backup_demo_globex", "billing_monthly", "deliver_notices",
+                                "restore"}
     for dag in bag.dags.values():
         assert dag.tags, dag.dag_id
         assert dag.doc_md and len(dag.doc_md) > 100, dag.dag_id

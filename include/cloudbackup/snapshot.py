@@ -32,8 +32,8 @@ def snapshot_key(snapshot_id: str) -> str:
 
 
 def new_snapshot_id(now: datetime) -> str:
-    """Sorts by time: the latest snapshot is the greatest key."""
-    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+    """Sorts by time, to the microsecond (two runs can start in the same second): the latest is the greatest."""
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(4)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ CREATE TABLE snapshots (
     id {id},
     customer_id TEXT NOT NULL,
     backup_run_id BIGINT REFERENCES backup_runs (id),
-    snapshot_id TEXT NOT NULL UNIQUE,   -- e.g. 20261125T030726Z-c0124983 (UTC start time + random)
+    snapshot_id TEXT NOT NULL UNIQUE,   -- e.g. 20261125T030726.123456Z-c0124983 (UTC start + random)
     manifest_key TEXT NOT NULL,         -- customers/<id>/snapshots/<snapshot_id>.json.gz
     file_count BIGINT NOT NULL,
     total_bytes BIGINT NOT NULL,        -- sum of the sizes of the files in the snapshot
