@@ -5,6 +5,7 @@ Terms: art. 16 (designated areas backed up), 17(1)-(2) (storage, collection erro
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
@@ -264,3 +265,39 @@ def test_paramiko_is_the_client_and_sessions_are_parallel(stack) -> None:
     run_backup(counting, fresh_store(stack), "cust-par", "run-1", [remote], [], options=SMALL_OPTIONS)
     transports = {id(s.get_channel().get_transport()) for s in opened}
     assert len(transports) == 1 + SMALL_OPTIONS.connections     # the walk, then one per reader
+
+
+class _DeleteWhenReading(Observer):
+    def __init__(self, trigger: str, victim: Path) -> None:
+        self.trigger, self.victim = trigger, victim
+
+    def chunk_read(self, f: RemoteFile, offset: int, length: int) -> None:
+        if f.path == self.trigger and self.victim.exists():
+            self.victim.unlink()
+
+
+def test_a_file_deleted_after_listing_is_recorded_as_vanished_and_the_run_goes_on(stack) -> None:
+    """Art. 17(2): a file listed but gone when read is a collection error, not a failed run."""
+    local, remote = _area(stack, "vanish")
+    write_tree(local, {"a.txt": b"first", "b.txt": b"deleted meanwhile", "c.txt": b"third"})
+    store = fresh_store(stack)
+    one_reader = dataclasses.replace(SMALL_OPTIONS, connections=1)
+
+    result = run_backup(connector(stack.sshd), store, "cust-van", "run-1", [remote], [], options=one_reader,
+                        observer=_DeleteWhenReading(f"{remote}/a.txt", local / "b.txt"))
+
+    assert [(e.path, e.reason) for e in result.errors] == [(f"{remote}/b.txt", "vanished")]
+    assert set(load_manifest(store, "cust-van").by_path()) == {f"{remote}/a.txt", f"{remote}/c.txt"}
+
+
+def test_long_runs_log_progress_with_rate_and_eta(stack, caplog) -> None:
+    """Issue #3: files done / total, bytes, rate and ETA at a steady interval in the task log."""
+    local, remote = _area(stack, "progress")
+    write_tree(local, {f"f{i}.bin": os.urandom(200_000) for i in range(20)})
+    caplog.set_level("INFO", logger="cloudbackup.backup")
+
+    run_backup(connector(stack.sshd), fresh_store(stack), "cust-prog", "run-1", [remote], [], options=SMALL_OPTIONS)
+
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]
+    assert lines and lines[-1].startswith("progress: 20/20 files")
+    assert all("MiB/s" in line and "ETA" in line for line in lines)
