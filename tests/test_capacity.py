@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from cloudbackup import records
@@ -68,3 +69,47 @@ def test_a_failed_run_does_not_count_and_a_retry_does_not_duplicate(engine: sa.E
         retry = _run(engine, "r3", 850_000)
         record_crossings(engine, "cap-cust", retry, 850_000, CAP)
     assert _events(engine) == [("r3", 80)]
+
+
+TINY_PLAN = """plans:
+  - code: tiny-1
+    name_ja: テスト 1GB
+    name_en: Test 1 GB
+    contract_capacity_gb: 1
+    prices:
+      - effective_from: 2023-02-01
+        monthly_fee: 1000
+        initial_fee: 0
+"""
+
+
+@pytest.mark.servers
+def test_a_backup_run_records_a_crossing_once_against_the_contract_capacity(
+        stack, registry_dir, database, engine, connect_service, request) -> None:
+    """Art. 6, 17(3): after each run, stored bytes vs the plan's capacity; the crossing is recorded once."""
+    import os
+
+    from backup_support import fresh_store, write_tree
+
+    from cloudbackup import tasks
+    from conftest import customer_yaml
+
+    customer_id = f"cap-{request.node.callspec.id}"
+    catalog = registry_dir / "catalog.yaml"
+    catalog.write_text(catalog.read_text(encoding="utf-8").replace("plans:\n", TINY_PLAN, 1), encoding="utf-8")
+    (registry_dir / "backup.yaml").write_text("capacity_thresholds_percent: [1, 2]\n", encoding="utf-8")
+    (registry_dir / "customers" / f"{customer_id}.yaml").write_text(
+        customer_yaml(customer_id, paths=[f"/srv/{customer_id}"]).replace("standard-100", "tiny-1"), encoding="utf-8")
+    write_tree(stack.sshd.root / "srv" / customer_id, {"big.bin": os.urandom(12_000_000)})   # 1.2 % of 1 GB
+    connect_service(database, [f"sftp_{customer_id.replace('-', '_')}"], bucket=fresh_store(stack).bucket)
+
+    first = tasks.collect(customer_id, "run-1")
+    second = tasks.collect(customer_id, "run-2")       # nothing new; a second manifest adds a few bytes
+
+    assert first["contract_capacity_bytes"] == 1_000_000_000
+    assert first["capacity_thresholds_crossed"] == [1] and second["capacity_thresholds_crossed"] == []
+    assert second["stored_bytes"] > first["stored_bytes"] > 12_000_000
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT customer_id, threshold_percent, stored_bytes, contract_capacity_bytes "
+                                    "FROM capacity_events")).all()
+    assert [tuple(r) for r in rows] == [(customer_id, 1, first["stored_bytes"], 1_000_000_000)]
