@@ -44,7 +44,19 @@ class Bench:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.sshd = devstack.start_sshd(work / "sshd")
-        self.s3 = devstack.start_s3(work / "s3")
+        try:
+            self.s3 = devstack.start_s3(work / "s3")
+        except BaseException:
+            self.sshd.stop()
+            raise
+        try:
+            self._prepare()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _prepare(self) -> None:
+        work = self.work
         self.sftp_ep = SftpEndpoint("127.0.0.1", self.sshd.port, self.sshd.user, self.sshd.host_key_line,
                                     private_key=self.sshd.client_private_key)
         (work / "known_hosts").write_text(f"[127.0.0.1]:{self.sshd.port} {self.sshd.host_key_line}\n")
