@@ -70,6 +70,11 @@ def test_collection_errors_turn_one_task_red_inside_a_successful_run(
     assert [tuple(e) for e in errors] == [(row.id, customer_id, f"/srv/{customer_id}/bad\\x07name.txt",
                                            "name_policy")]
     assert [tuple(s) for s in snapshots] == [(customer_id, 1)]
+    # Art. 17(2): the run itself queues the customer's digest, with its errors, in the same commit.
+    with engine.connect() as conn:
+        notices = conn.execute(sa.text("SELECT kind, customer_id, body_text FROM notices")).all()
+    assert [(n.kind, n.customer_id) for n in notices] == [("collection_errors", customer_id)]
+    assert "bad\\x07name.txt" in notices[0].body_text
 
 
 def test_a_run_inside_a_maintenance_window_is_skipped_and_recorded(

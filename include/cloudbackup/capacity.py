@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from cloudbackup.catalog import Catalog
-from cloudbackup.db import to_db_time, utcnow
+from cloudbackup.db import to_db_time, transaction, utcnow
 from cloudbackup.registry import Customer
 
 DEFAULT_THRESHOLDS = (80, 90, 100)
@@ -37,21 +37,21 @@ def crossings(previous_bytes: int | None, stored_bytes: int, capacity_bytes: int
             if reached(stored_bytes, t) and not (previous_bytes is not None and reached(previous_bytes, t))]
 
 
-def previous_stored_bytes(engine: Engine, customer_id: str, run_id: int) -> int | None:
+def previous_stored_bytes(bind: Engine | Connection, customer_id: str, run_id: int) -> int | None:
     """Stored bytes measured by the customer's latest earlier run that measured them."""
-    with engine.connect() as conn:
+    with transaction(bind) as conn:
         return conn.execute(sa.text(
             "SELECT stored_bytes FROM backup_runs WHERE customer_id = :c AND id <> :r AND stored_bytes IS NOT NULL "
             "ORDER BY finished_at DESC, id DESC LIMIT 1"), {"c": customer_id, "r": run_id}).scalar()
 
 
-def record_crossings(engine: Engine, customer_id: str, run_id: int, stored_bytes: int, capacity_bytes: int,
+def record_crossings(bind: Engine | Connection, customer_id: str, run_id: int, stored_bytes: int, capacity_bytes: int,
                      thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS) -> list[int]:
     """Insert one capacity_events row per threshold crossed by this run; returns the thresholds."""
-    crossed = crossings(previous_stored_bytes(engine, customer_id, run_id), stored_bytes, capacity_bytes, thresholds)
+    crossed = crossings(previous_stored_bytes(bind, customer_id, run_id), stored_bytes, capacity_bytes, thresholds)
     if crossed:
         now = to_db_time(utcnow())
-        with engine.begin() as conn:
+        with transaction(bind) as conn:
             conn.execute(sa.text(
                 "INSERT INTO capacity_events (customer_id, backup_run_id, threshold_percent, stored_bytes, "
                 "contract_capacity_bytes, recorded_at) VALUES (:c, :r, :t, :s, :cap, :now)"),

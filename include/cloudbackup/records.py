@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from cloudbackup.db import insert_returning_id, to_db_time, utcnow
+from cloudbackup.db import insert_returning_id, to_db_time, transaction, utcnow
 
 
 class RunStatus(StrEnum):
@@ -33,9 +33,9 @@ class CollectionError:
     detail: str = ""
 
 
-def start_run(engine: Engine, customer_id: str, run_key: str) -> int:
+def start_run(bind: Engine | Connection, customer_id: str, run_key: str) -> int:
     """Open (or, on an Airflow retry, reopen) the record of one run; returns its id."""
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         row = conn.execute(sa.text("SELECT id FROM backup_runs WHERE customer_id = :c AND run_key = :k"),
                            {"c": customer_id, "k": run_key}).first()
         if row:
@@ -53,13 +53,13 @@ def start_run(engine: Engine, customer_id: str, run_key: str) -> int:
             {"c": customer_id, "k": run_key, "s": RunStatus.RUNNING, "t": to_db_time(utcnow())})
 
 
-def finish_run(engine: Engine, run_id: int, customer_id: str, *, files: int, bytes_: int,
+def finish_run(bind: Engine | Connection, run_id: int, customer_id: str, *, files: int, bytes_: int,
                errors: list[CollectionError], stored_bytes: int | None,
                status: RunStatus | None = None, skip_reason: str | None = None) -> RunStatus:
     """Close the run with its collection errors in one transaction; returns the final status."""
     final = status or (RunStatus.SUCCEEDED_WITH_ERRORS if errors else RunStatus.SUCCEEDED)
     now = to_db_time(utcnow())
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         if errors:
             conn.execute(
                 sa.text("INSERT INTO collection_errors (backup_run_id, customer_id, path, reason, detail, "
@@ -74,17 +74,17 @@ def finish_run(engine: Engine, run_id: int, customer_id: str, *, files: int, byt
     return final
 
 
-def record_skipped(engine: Engine, customer_id: str, run_key: str, reason: str) -> int:
+def record_skipped(bind: Engine | Connection, customer_id: str, run_key: str, reason: str) -> int:
     """A run not collected (suspension, maintenance): recorded, never caught up later (art. 18(3))."""
-    run_id = start_run(engine, customer_id, run_key)
-    finish_run(engine, run_id, customer_id, files=0, bytes_=0, errors=[], stored_bytes=None,
+    run_id = start_run(bind, customer_id, run_key)
+    finish_run(bind, run_id, customer_id, files=0, bytes_=0, errors=[], stored_bytes=None,
                status=RunStatus.SKIPPED, skip_reason=reason)
     return run_id
 
 
-def record_snapshot(engine: Engine, run_id: int, customer_id: str, snapshot_id: str, manifest_key: str, *,
+def record_snapshot(bind: Engine | Connection, run_id: int, customer_id: str, snapshot_id: str, manifest_key: str, *,
                     file_count: int, total_bytes: int, files_read: int, bytes_uploaded: int) -> None:
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         conn.execute(sa.text(
             "INSERT INTO snapshots (customer_id, backup_run_id, snapshot_id, manifest_key, file_count, total_bytes, "
             "files_read, bytes_uploaded, created_at) VALUES (:c, :r, :s, :k, :fc, :tb, :fr, :bu, :t)"),

@@ -87,17 +87,22 @@ def collect(customer_id: str, run_key: str, at: datetime | None = None) -> dict:
                            status=records.RunStatus.FAILED, skip_reason=str(exc)[:500])
         raise
     held = backup.stored_bytes(store, customer.id)
-    status = records.finish_run(engine, run_id, customer.id, files=result.files, bytes_=result.bytes,
-                                errors=result.errors, stored_bytes=held)
-    records.record_snapshot(engine, run_id, customer.id, result.snapshot_id,
-                            object_key(customer.id, snapshot.snapshot_key(result.snapshot_id)),
-                            file_count=result.files, total_bytes=result.bytes, files_read=result.files_read,
-                            bytes_uploaded=result.bytes_uploaded)
     cap = capacity.contract_capacity_bytes(customer, load_catalog(settings.catalog_path()),
                                            (at or datetime.now(TOKYO)).astimezone(TOKYO).date())
-    crossed = capacity.record_crossings(engine, customer.id, run_id, held, cap, options.capacity_thresholds)
+    # The run's outcome and the notices it causes (art. 17(2), 17(3)) commit together or not at all.
+    with engine.begin() as conn:
+        status = records.finish_run(conn, run_id, customer.id, files=result.files, bytes_=result.bytes,
+                                    errors=result.errors, stored_bytes=held)
+        records.record_snapshot(conn, run_id, customer.id, result.snapshot_id,
+                                object_key(customer.id, snapshot.snapshot_key(result.snapshot_id)),
+                                file_count=result.files, total_bytes=result.bytes, files_read=result.files_read,
+                                bytes_uploaded=result.bytes_uploaded)
+        crossed = capacity.record_crossings(conn, customer.id, run_id, held, cap, options.capacity_thresholds)
+        queued = notices.queue_run_notices(conn, customer, run_id)
     log.info("%s: stored %d bytes of %d contracted (%.1f %%)%s", customer.id, held, cap, held * 100 / cap,
              f"; capacity thresholds crossed: {crossed}" if crossed else "")
+    if queued:
+        log.info("%s: %d notice(s) queued for delivery by the deliver_notices DAG", customer.id, queued)
     for error in result.errors:
         log.warning("collection error [%s] %s: %s", error.reason, error.path, error.detail)
     return asdict(CollectSummary(customer.id, status.value, result.snapshot_id, result.files, result.bytes,
