@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from cloudbackup import tasks
 
@@ -17,8 +18,10 @@ guarantee the result of a restore (art. 18(1)): check the restored data with the
 * **customer**: customer id, e.g. `demo-tanaka`
 * **snapshot**: a snapshot id (`cloudbackup backup snapshots --customer ID` lists them) or `latest`
 * **path**: a file or folder inside the snapshot (absolute, as on the customer's server); `/` for all
-* **target**: `local:<folder>` on the worker, or `sftp:<connection id>:<folder>` (e.g. back to the
-  customer's server under a restore folder). Existing files of the same name are replaced.
+* **target**: `local:<folder>` on the worker, under `$CLOUDBACKUP_RESTORE_DIR` (default `var/restores`), or
+  `sftp:<connection id>:<folder>` with the customer's **own** connection (back to its server under a
+  restore folder; art. 33 forbids any other). Existing files of the same name are replaced. The CLI
+  `cloudbackup backup restore` is not confined: it is for operators on the shell.
 """
 
 with DAG(
@@ -44,6 +47,9 @@ with DAG(
     def restore(params: dict | None = None) -> dict:
         p = params or {}
         snapshot = None if p["snapshot"] in ("", "latest") else p["snapshot"]
-        return tasks.restore(p["customer"], p["target"], snapshot, p["path"])
+        try:
+            return tasks.restore(p["customer"], p["target"], snapshot, p["path"], confined=True)
+        except tasks.RestoreRefused as exc:
+            raise AirflowFailException(str(exc)) from exc
 
     restore()

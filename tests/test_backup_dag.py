@@ -110,17 +110,36 @@ def test_a_suspended_customer_is_skipped_and_recorded(
 
 
 def test_the_restore_dag_restores_and_verifies(
-        airflow_home, stack, registry_dir, database, engine, connect_service, request, tmp_path) -> None:
+        airflow_home, stack, registry_dir, database, engine, connect_service, request, tmp_path, monkeypatch) -> None:
     """Art. 18(1): restore on the operator's instruction, from the trigger form's parameters."""
     customer_id = f"dag-rst-{request.node.callspec.id}"
     _setup(stack, registry_dir, database, connect_service, customer_id,
            {"報告書 最終版.txt".encode(): "内容".encode() * 10, b"other.txt": b"other"})
     _dag(f"backup_{customer_id.replace('-', '_')}").test(logical_date=datetime(2026, 11, 3, tzinfo=UTC))
 
+    monkeypatch.setenv("CLOUDBACKUP_RESTORE_DIR", str(tmp_path / "restores"))
+
     run = _dag("restore").test(run_conf={"customer": customer_id, "snapshot": "latest",
                                          "path": f"/srv/{customer_id}/報告書 最終版.txt",
-                                         "target": f"local:{tmp_path / 'out'}"})
+                                         "target": f"local:{tmp_path / 'restores' / 'out'}"})
 
     assert run.state == "success"
-    restored = tmp_path / "out" / "srv" / customer_id
+    restored = tmp_path / "restores" / "out" / "srv" / customer_id
     assert {p.name: p.read_bytes() for p in restored.iterdir()} == {"報告書 最終版.txt": "内容".encode() * 10}
+
+
+@pytest.mark.parametrize("target", ["local:/etc/cron.d", "sftp:sftp_someone_else:/srv/restore"])
+def test_the_restore_dag_writes_only_under_the_restore_folder_or_to_the_customers_own_server(
+        airflow_home, stack, registry_dir, database, engine, connect_service, request, tmp_path, monkeypatch,
+        target: str) -> None:
+    """Art. 33: a restore triggered from the UI never lands on another customer's server or over the worker."""
+    customer_id = f"dag-rsx-{database['conn_type']}-{'local' if target.startswith('local') else 'sftp'}"
+    _setup(stack, registry_dir, database, connect_service, customer_id, {b"a.txt": b"secret of this customer"})
+    _dag(f"backup_{customer_id.replace('-', '_')}").test(logical_date=datetime(2026, 11, 3, tzinfo=UTC))
+    monkeypatch.setenv("CLOUDBACKUP_RESTORE_DIR", str(tmp_path / "restores"))
+
+    run = _dag("restore").test(run_conf={"customer": customer_id, "snapshot": "latest", "path": "/",
+                                         "target": target})
+
+    assert run.state == "failed"
+    assert not (Path("/etc/cron.d") / "srv").exists()

@@ -18,3 +18,8 @@ def export_dir() -> Path:
 
 def catalog_path() -> Path:
     return registry_dir() / "catalog.yaml"
+
+
+def restore_dir() -> Path:
+    """Where restores triggered from Airflow may write on the worker (the CLI may write anywhere)."""
+    return Path(os.environ.get("CLOUDBACKUP_RESTORE_DIR", PROJECT_ROOT / "var" / "restores"))

@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 TOKYO = ZoneInfo("Asia/Tokyo")
 
 
+class RestoreRefused(ValueError):
+    """A restore target that is not allowed: fix the request; retrying cannot help."""
+
+
 class CustomerNotCollected(Exception):
     """The run was recorded as skipped (suspension, maintenance); Airflow shows it skipped."""
 
@@ -109,14 +113,27 @@ def collect(customer_id: str, run_key: str, at: datetime | None = None) -> dict:
                                  result.files_read, result.bytes_uploaded, len(result.errors), held, cap, crossed))
 
 
-def restore(customer_id: str, target: str, snapshot_id: str | None = None, sub_path: str | None = None) -> dict:
-    """Restore (art. 18(1)) to `local:<folder>` or `sftp:<connection id>:<folder>`; mismatches raise."""
+def restore(customer_id: str, target: str, snapshot_id: str | None = None, sub_path: str | None = None,
+            confined: bool = False) -> dict:
+    """Restore (art. 18(1)) to `local:<folder>` or `sftp:<connection id>:<folder>`; mismatches raise.
+
+    `confined` (restores triggered from Airflow's UI): a local folder must lie under settings.restore_dir(),
+    and an SFTP target must be the customer's own connection, so no one restores a customer's data onto
+    another customer's server (art. 33) or over the worker's files.
+    """
     from pathlib import Path
 
     from cloudbackup import restore as restoring
 
-    store = ObjectStore(connections.s3_endpoint())
     kind, _, rest = target.partition(":")
+    if confined:
+        customer = _customer(customer_id)
+        if kind == "local" and not Path(rest).resolve().is_relative_to(settings.restore_dir().resolve()):
+            raise RestoreRefused(f"restore target {target!r}: a local folder must be under {settings.restore_dir()}")
+        if kind == "sftp" and rest.partition(":")[0] != customer.sftp.connection_id:
+            raise RestoreRefused(f"restore target {target!r}: only the customer's own connection "
+                             f"{customer.sftp.connection_id!r} may receive its data")
+    store = ObjectStore(connections.s3_endpoint())
     if kind == "local" and rest:
         result = restoring.restore(store, customer_id, restoring.LocalTarget(Path(rest)), snapshot_id, sub_path)
     elif kind == "sftp" and ":" in rest:
