@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from cloudbackup.catalog import Catalog
 from cloudbackup.db import from_db_time, to_db_time
 from cloudbackup.maintenance import Window
+from cloudbackup.notices.delivery import NoticeRecord, list_notices
 from cloudbackup.registry import Customer, CustomerStatus
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -96,23 +97,6 @@ class CapacityEvent:
 
 
 @dataclass(frozen=True)
-class NoticeRow:
-    """A notice in the outbox: sent, pending (maybe retrying), or stuck after its last allowed attempt."""
-
-    kind: str
-    subject: str
-    created_at: datetime
-    sent_at: datetime | None
-    attempts: int
-    last_error: str | None
-    stuck_at: datetime | None
-
-    @property
-    def state(self) -> str:
-        return "sent" if self.sent_at else "stuck" if self.stuck_at else "pending"
-
-
-@dataclass(frozen=True)
 class Snapshot:
     """A complete snapshot the restore DAG can restore from (table `snapshots`)."""
 
@@ -132,7 +116,7 @@ class CustomerDetail:
     open_errors: tuple[CollectionErrorRow, ...]
     open_error_count: int
     snapshots: tuple[Snapshot, ...]
-    notices: tuple[NoticeRow, ...]
+    notices: tuple[NoticeRecord, ...]
 
 
 @dataclass(frozen=True)
@@ -338,10 +322,7 @@ def customer_detail(engine: Engine, customer: Customer, catalog: Catalog, now: d
             "SELECT s.snapshot_id, s.created_at, s.file_count, s.total_bytes, r.run_key FROM snapshots s "
             "LEFT JOIN backup_runs r ON r.id = s.backup_run_id WHERE s.customer_id = :c "
             "ORDER BY s.created_at DESC, s.id DESC LIMIT :n"), {**cid, "n": recent}).all()]
-        notices = [NoticeRow(r.kind, r.subject, from_db_time(r.created_at), from_db_time(r.sent_at),
-                             int(r.attempts), r.last_error, from_db_time(r.stuck_at)) for r in conn.execute(sa.text(
-                   "SELECT kind, subject, created_at, sent_at, attempts, last_error, stuck_at FROM notices "
-                   "WHERE customer_id = :c ORDER BY created_at DESC, id DESC LIMIT 20"), cid).all()]
+    notices = list_notices(engine, customer_id=customer.id, limit=20)
     last = runs[0] if runs else None
     stored = next((r.stored_bytes for r in runs if r.stored_bytes is not None),
                   capacity[-1].stored_bytes if capacity else None)
