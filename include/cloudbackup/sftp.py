@@ -83,10 +83,15 @@ def open_sftp(ep: SftpEndpoint, timeout: float = 30.0) -> Iterator[paramiko.SFTP
                 transport.auth_publickey(ep.username, key)
             else:
                 transport.auth_password(ep.username, ep.password or "")
+            client = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE,
+                                                        max_packet_size=MAX_PACKET_SIZE)
         except paramiko.AuthenticationException as exc:
             raise SftpConnectError(f"authentication as {ep.username!r} on {ep.host}:{ep.port} failed") from exc
-        client = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE,
-                                                    max_packet_size=MAX_PACKET_SIZE)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            # The server went away between the handshake and the session (restart, crash): the run fails
+            # as a connection failure, which Airflow retries, never as an unexplained EOFError.
+            raise SftpConnectError(f"connection to {ep.host}:{ep.port} lost while opening the SFTP session: "
+                                   f"{type(exc).__name__} {exc}") from exc
         if client is None:
             raise SftpConnectError(f"{ep.host}:{ep.port} refused the sftp subsystem")
         with client:
