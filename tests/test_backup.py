@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import paramiko
-import psutil
 import pytest
 from backup_support import SMALL_OPTIONS, MiB, connector, fresh_store, tree, write_tree
 
@@ -100,11 +99,7 @@ def test_a_second_run_reads_only_new_and_changed_files_yet_lists_all(stack) -> N
 
 def _kill_sshd(sshd: devstack.Sshd) -> None:
     """Stop our own sshd hard, sessions included (the listener alone would leave sessions running)."""
-    parent = psutil.Process(sshd.proc.pid)
-    for child in parent.children(recursive=True):
-        child.kill()
-    parent.kill()
-    sshd.proc.wait(10)
+    sshd.kill()
 
 
 class _CutAfter(Observer):

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import Message
@@ -101,8 +101,29 @@ class Sshd:
         return {"conn_type": "sftp", "host": "127.0.0.1", "port": self.port, "login": self.user,
                 "extra": {"private_key": self.client_private_key, "host_key": self.host_key_line}}
 
+    def kill(self) -> None:
+        """Stop hard, sessions included. Each session child calls setsid(), so no process group holds them
+        all, and one forked just before the listener dies is orphaned: find every process of this config."""
+        import psutil
+
+        config = str(self.directory / "sshd_config")
+        for _ in range(3):
+            mine = [p for p in psutil.process_iter(["cmdline"]) if config in " ".join(p.info["cmdline"] or ())]
+            for p in list(mine):
+                with suppress(psutil.NoSuchProcess):
+                    mine += p.children(recursive=True)
+            if not mine:
+                break
+            for p in mine:
+                with suppress(psutil.NoSuchProcess):
+                    p.kill()
+            psutil.wait_procs(mine, timeout=5)
+        if self.proc is not None:
+            self.proc.wait(10)
+
     def stop(self) -> None:
         _stop(self.proc)
+        self.kill()  # sessions still open after the listener's SIGTERM
         shutil.rmtree(self.root, ignore_errors=True)
 
     def start(self) -> None:
