@@ -7,8 +7,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cloudbackup.yamlfile import load_model
 
 GB = 1_000_000_000  # contract capacity is sold in decimal gigabytes
 
@@ -89,13 +90,4 @@ class Catalog(_Strict):
 
 def load_catalog(path: Path) -> Catalog:
     """Load the catalog file; raises ValueError naming the file and the field."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return Catalog.model_validate(data)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read YAML: {exc}") from exc
-    except ValidationError as exc:
-        fields = "; ".join(
-            f"field '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in exc.errors()
-        )
-        raise ValueError(f"{path}: {fields}") from exc
+    return load_model(path, Catalog)

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cloudbackup.yamlfile import load_model, read_yaml
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 
@@ -55,14 +56,7 @@ def load_windows(path: Path) -> list[Window]:
     """The declared windows; no file means none. A broken file raises naming the file and field."""
     if not path.exists():
         return []
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return _File.model_validate(data).windows
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: cannot read YAML: {exc}") from exc
-    except ValidationError as exc:
-        problems = "; ".join(f"field '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{path}: {problems}") from exc
+    return load_model(path, _File, read_yaml(path) or {}).windows
 
 
 def active_window(windows: list[Window], customer_id: str, moment: datetime) -> Window | None:

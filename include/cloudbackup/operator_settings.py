@@ -8,10 +8,10 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from cloudbackup import settings
+from cloudbackup.yamlfile import load_model
 
 _REGISTRATION = re.compile(r"^T(\d{13})$")
 
@@ -96,12 +96,4 @@ def operator_path() -> Path:
 def load_operator(path: Path | None = None) -> OperatorSettings:
     """Load the operator settings file; raises ValueError naming the file and the field."""
     path = path or operator_path()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return OperatorSettings.model_validate(data)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read YAML: {exc}") from exc
-    except ValidationError as exc:
-        fields = "; ".join(f"field '{'.'.join(str(p) for p in e['loc']) or '(file)'}': "
-                           f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
-        raise ValueError(f"{path}: {fields}") from exc
+    return load_model(path, OperatorSettings)
