@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: setup
-	$(PY) -m cloudbackup.demo
+	PYTHONPATH=tests $(PY) -m devtools.demo
 
 test: setup
 	scripts/test.sh

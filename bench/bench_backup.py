@@ -20,13 +20,15 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # the dev-only devtools package
 from common import write_results  # noqa: E402
+from devtools import devstack  # noqa: E402
 
-from cloudbackup import devstack  # noqa: E402
-from cloudbackup.backup import EngineOptions, run_backup  # noqa: E402
-from cloudbackup.connections import S3Endpoint, SftpEndpoint  # noqa: E402
-from cloudbackup.sftp import open_sftp  # noqa: E402
-from cloudbackup.storage import ObjectStore  # noqa: E402
+from cloudbackup.backup.archiver import run_backup  # noqa: E402
+from cloudbackup.backup.options import EngineOptions  # noqa: E402
+from cloudbackup.edges.connections import S3Endpoint, SftpEndpoint  # noqa: E402
+from cloudbackup.edges.s3 import ObjectStore  # noqa: E402
+from cloudbackup.edges.sftp import open_sftp  # noqa: E402
 
 MiB = 1024 * 1024
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
@@ -158,7 +160,7 @@ def rss_child(args: dict) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     verbose = bool(os.environ.get("BENCH_VERBOSE"))
-    logging.getLogger("cloudbackup.backup").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("cloudbackup.backup.archiver").setLevel(logging.INFO if verbose else logging.WARNING)
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="cloudbackup-bench-", dir=os.environ.get("BENCH_TMPDIR")) as tmp:
         bench = Bench(Path(tmp))

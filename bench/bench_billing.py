@@ -14,11 +14,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import write_results  # noqa: E402
 
-from cloudbackup import invoices  # noqa: E402
-from cloudbackup.billing import BillingMonth, bill  # noqa: E402
-from cloudbackup.catalog import load_catalog  # noqa: E402
-from cloudbackup.operator_settings import load_operator  # noqa: E402
-from cloudbackup.registry import Customer  # noqa: E402
+from cloudbackup.billing import (  # noqa: E402
+    BillingMonth,
+    bill,
+    exports,  # noqa: E402
+)
+from cloudbackup.billing import documents as invoices  # noqa: E402
+from cloudbackup.registry.catalog import load_catalog  # noqa: E402
+from cloudbackup.registry.customers import Customer  # noqa: E402
+from cloudbackup.registry.operator import load_operator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS = 100_000
@@ -90,10 +94,10 @@ def main() -> int:
                                            operator.issuer.registration_number))
     bill_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    docs, lines = invoices.csv_frames(documents)
+    docs, lines = exports.csv_frames(documents)
     with tempfile.TemporaryDirectory() as out:
-        invoices.write_csv(docs, Path(out) / f"invoices-{MONTH}.csv")
-        invoices.write_csv(lines, Path(out) / f"invoice-lines-{MONTH}.csv")
+        exports.write_csv(docs, Path(out) / f"invoices-{MONTH}.csv")
+        exports.write_csv(lines, Path(out) / f"invoice-lines-{MONTH}.csv")
     csv_s = time.perf_counter() - t1
     total_s = bill_s + csv_s
     cpu_s = time.process_time() - cpu0   # this process's CPU: shows when a busy machine inflated the wall time

@@ -12,10 +12,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # the dev-only devtools package
 from common import write_results  # noqa: E402
+from devtools.console_seed import seed_fleet  # noqa: E402
 
-from cloudbackup import console_web, db  # noqa: E402
-from cloudbackup.console_seed import seed_fleet  # noqa: E402
+from cloudbackup.console import pages as console_web  # noqa: E402
+from cloudbackup.edges import db  # noqa: E402
 
 CUSTOMERS, DAYS, REPEATS = 1000, 365, 7
 CATALOG = Path(__file__).resolve().parents[1] / "dags" / "registry" / "catalog.yaml"

@@ -10,15 +10,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # the dev-only devtools package
 
 import sqlalchemy as sa  # noqa: E402
 from common import write_results  # noqa: E402
+from devtools import devstack  # noqa: E402
 
-from cloudbackup import db, devstack, notices  # noqa: E402
-from cloudbackup.connections import SmtpEndpoint  # noqa: E402
-from cloudbackup.db import insert_returning_id, to_db_time  # noqa: E402
+from cloudbackup import notices  # noqa: E402
+from cloudbackup.edges import db  # noqa: E402
+from cloudbackup.edges.connections import SmtpEndpoint  # noqa: E402
+from cloudbackup.edges.db import insert_returning_id, to_db_time  # noqa: E402
 from cloudbackup.notices import DeliveryPolicy, samples  # noqa: E402
-from cloudbackup.notices.kinds import Suspension  # noqa: E402
+from cloudbackup.registry.customers import Suspension  # noqa: E402
 
 NOTICES = 2000
 ERRORS = 100_000
@@ -34,7 +37,8 @@ def main() -> None:
         t0 = time.perf_counter()
         with engine.begin() as conn:
             for c in customers:
-                notices.queue_suspension(conn, c, Suspension(c.id, "non_payment", effective))
+                suspension = Suspension.model_validate({"from": effective.date(), "reason": "non_payment"})
+                notices.queue_suspension(conn, c.model_copy(update={"suspensions": [suspension]}), suspension)
         queue_s = time.perf_counter() - t0
 
         smtp = devstack.start_smtp(Path(tmp) / "smtp")

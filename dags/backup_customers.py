@@ -9,7 +9,8 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from cloudbackup import settings, tasks
-from cloudbackup.registry import Customer, load_registry
+from cloudbackup.clock import TOKYO
+from cloudbackup.registry.customers import Customer, load_registry
 
 DOC = """
 ### Backup of {name} (`{id}`)
@@ -45,7 +46,7 @@ def backup_dag(customer: Customer) -> DAG:
                           excludes=", ".join(f"`{p}`" for p in customer.sftp.excludes) or "none",
                           schedule=customer.schedule, status=customer.status.value),
         schedule=CronTriggerTimetable(customer.schedule, timezone="Asia/Tokyo"),
-        start_date=datetime.combine(customer.service_start_date, datetime.min.time(), tasks.TOKYO),
+        start_date=datetime.combine(customer.service_start_date, datetime.min.time(), TOKYO),
         catchup=False,
         max_active_runs=1,
         default_args={"owner": "data-ops", "retries": 2, "retry_delay": timedelta(minutes=5)},

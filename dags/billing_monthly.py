@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from cloudbackup import tasks
+from cloudbackup.clock import TOKYO
 
 with DAG(
     dag_id="billing_monthly",
@@ -29,7 +30,7 @@ that was already issued.
    could not be billed; fix the customer file and clear this task
 """,
     schedule=CronDataIntervalTimetable("0 6 1 * *", timezone="Asia/Tokyo"),
-    start_date=datetime(2026, 1, 1, tzinfo=tasks.TOKYO),
+    start_date=datetime(2026, 1, 1, tzinfo=TOKYO),
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "finance-ops", "retries": 3, "retry_delay": timedelta(minutes=10)},
@@ -42,7 +43,7 @@ that was already issued.
 
     @task
     def issue_invoices(month: str, data_interval_end: datetime | None = None) -> dict:
-        return tasks.issue_invoices(month, issue_date=data_interval_end.astimezone(tasks.TOKYO).date().isoformat())
+        return tasks.issue_invoices(month, issue_date=data_interval_end.astimezone(TOKYO).date().isoformat())
 
     @task
     def export_month_csv(month: str) -> str:

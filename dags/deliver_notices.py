@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, task
 
 from cloudbackup import tasks
+from cloudbackup.clock import TOKYO
 
 with DAG(
     dag_id="deliver_notices",
@@ -30,7 +31,7 @@ The task log lists every notice sent (id, kind, recipient, Message-ID) and every
 Operators: `cloudbackup notices list --state stuck`, `cloudbackup notices retry ID`.
 """,
     schedule=timedelta(minutes=5),
-    start_date=datetime(2026, 1, 1, tzinfo=tasks.TOKYO),
+    start_date=datetime(2026, 1, 1, tzinfo=TOKYO),
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "customer-ops", "retries": 3, "retry_delay": timedelta(minutes=1),

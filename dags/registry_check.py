@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cloudbackup import settings
-from cloudbackup.registry import load_registry
+from cloudbackup.registry.customers import load_registry
 
 # The word DAG must appear for Airflow's safe-mode parser to read this file at all.
 _errors = load_registry(settings.registry_dir()).errors

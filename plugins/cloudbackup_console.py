@@ -7,15 +7,15 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-PREFIX = "/cloudbackup"     # cloudbackup.console_web.PREFIX; the pages link to themselves under it
+PREFIX = "/cloudbackup"     # cloudbackup.console.pages.PREFIX; the pages link to themselves under it
 
 
 @cache
 def _console_apps() -> list[dict[str, Any]]:
     # Imported on first use: only the api-server asks for the app, so task and DAG-parsing processes, which
     # load plugins too, do not pay for FastAPI, the auth manager and pandas.
-    from cloudbackup.console_app import create_app
-    from cloudbackup.console_web import PREFIX as APP_PREFIX
+    from cloudbackup.console.app import create_app
+    from cloudbackup.console.pages import PREFIX as APP_PREFIX
 
     if APP_PREFIX != PREFIX:
         raise RuntimeError(f"console prefix mismatch: plugin {PREFIX!r}, app {APP_PREFIX!r}")

@@ -6,11 +6,12 @@ import secrets
 from functools import partial
 from pathlib import Path
 
-from cloudbackup import devstack
-from cloudbackup.backup import EngineOptions
-from cloudbackup.connections import S3Endpoint, SftpEndpoint
-from cloudbackup.sftp import open_sftp
-from cloudbackup.storage import ObjectStore
+from devtools import devstack
+
+from cloudbackup.backup.options import EngineOptions
+from cloudbackup.edges.connections import S3Endpoint, SftpEndpoint
+from cloudbackup.edges.s3 import ObjectStore
+from cloudbackup.edges.sftp import open_sftp
 
 KiB = 1024
 MiB = 1024 * KiB

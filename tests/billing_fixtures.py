@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from cloudbackup.catalog import Catalog, load_catalog
-from cloudbackup.registry import Customer
+from cloudbackup.registry.catalog import Catalog, load_catalog
+from cloudbackup.registry.customers import Customer
 from conftest import ROOT
 
 CATALOG = load_catalog(ROOT / "dags" / "registry" / "catalog.yaml")

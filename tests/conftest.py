@@ -29,8 +29,9 @@ os.environ.update({
 })
 
 import sqlalchemy as sa  # noqa: E402
+from devtools import devstack  # noqa: E402
 
-from cloudbackup import db, devstack  # noqa: E402
+from cloudbackup.edges import db  # noqa: E402
 
 PG_HOST = os.environ.get("CLOUDBACKUP_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("CLOUDBACKUP_TEST_PG_PORT", "5432"))

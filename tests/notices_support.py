@@ -9,16 +9,25 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import sqlalchemy as sa
+from devtools.devstack import SmtpServer
 
-from cloudbackup.connections import SmtpEndpoint
-from cloudbackup.db import insert_returning_id, to_db_time
-from cloudbackup.devstack import SmtpServer
+from cloudbackup.clock import tokyo_date, utcnow
+from cloudbackup.edges.connections import SmtpEndpoint
+from cloudbackup.edges.db import insert_returning_id, to_db_time
+from cloudbackup.registry.customers import Customer, Suspension
 
 SENDER = "cloudbackup@operator.example.jp"
 
 
 def endpoint(server: SmtpServer) -> SmtpEndpoint:
     return SmtpEndpoint(host="127.0.0.1", port=server.port, sender=SENDER)
+
+
+def suspended(customer: Customer, reason: str, at: datetime | None = None) -> tuple[Customer, Suspension]:
+    """The customer as its registry file reads once a suspension from `at`'s Tokyo day (default today) is
+    added (art. 14), and that suspension: what `queue_suspension` takes."""
+    suspension = Suspension.model_validate({"from": tokyo_date(at or utcnow()), "reason": reason})
+    return customer.model_copy(update={"suspensions": [suspension]}), suspension
 
 
 def record_run(conn: sa.Connection, customer_id: str, run_key: str, errors: list[tuple[str, str]],

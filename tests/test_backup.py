@@ -10,15 +10,17 @@ import os
 import subprocess
 from pathlib import Path
 
-import paramiko
 import pytest
 from backup_support import SMALL_OPTIONS, MiB, connector, fresh_store, tree, write_tree
+from devtools import devstack
 
-from cloudbackup import devstack
-from cloudbackup.backup import Observer, RemoteFile, list_snapshots, load_manifest, run_backup
-from cloudbackup.names import NamePolicy
-from cloudbackup.restore import LocalTarget, restore, verify
-from cloudbackup.sftp import HostKeyMismatch, SftpConnectError
+from cloudbackup.backup.archiver import Observer, run_backup
+from cloudbackup.backup.checker import verify
+from cloudbackup.backup.names import NamePolicy
+from cloudbackup.backup.repository import list_snapshots, load_manifest
+from cloudbackup.backup.restorer import LocalTarget, restore
+from cloudbackup.backup.walk import RemoteFile
+from cloudbackup.edges.sftp import HostKeyMismatch, SftpConnectError, SftpSession
 
 pytestmark = pytest.mark.servers
 
@@ -246,7 +248,7 @@ def test_paramiko_is_the_client_and_sessions_are_parallel(stack) -> None:
     """Several SFTP sessions read at once (issue #3 speed): one Transport per reader thread."""
     local, remote = _area(stack, "parallel")
     write_tree(local, {f"f{i}.txt": os.urandom(2000) for i in range(30)})
-    opened: list[paramiko.SFTPClient] = []
+    opened: list[SftpSession] = []
     base = connector(stack.sshd)
 
     from contextlib import contextmanager
@@ -258,7 +260,7 @@ def test_paramiko_is_the_client_and_sessions_are_parallel(stack) -> None:
             yield sftp
 
     run_backup(counting, fresh_store(stack), "cust-par", "run-1", [remote], [], options=SMALL_OPTIONS)
-    transports = {id(s.get_channel().get_transport()) for s in opened}
+    transports = {id(s.client.get_channel().get_transport()) for s in opened}
     assert len(transports) == 1 + SMALL_OPTIONS.connections     # the walk, then one per reader
 
 
@@ -289,7 +291,7 @@ def test_long_runs_log_progress_with_rate_and_eta(stack, caplog) -> None:
     """Issue #3: files done / total, bytes, rate and ETA at a steady interval in the task log."""
     local, remote = _area(stack, "progress")
     write_tree(local, {f"f{i}.bin": os.urandom(200_000) for i in range(20)})
-    caplog.set_level("INFO", logger="cloudbackup.backup")
+    caplog.set_level("INFO", logger="cloudbackup.backup.archiver")
 
     run_backup(connector(stack.sshd), fresh_store(stack), "cust-prog", "run-1", [remote], [], options=SMALL_OPTIONS)
 

@@ -9,8 +9,8 @@ import pytest
 from backup_support import fresh_store, tree, write_tree
 
 from cloudbackup import cli
-from cloudbackup.backup import load_manifest
-from cloudbackup.storage import object_key
+from cloudbackup.backup.format import object_key
+from cloudbackup.backup.repository import load_manifest
 from conftest import customer_yaml
 
 pytestmark = pytest.mark.servers

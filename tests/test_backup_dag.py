@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from backup_support import fresh_store
+from devtools import devstack
 
-from cloudbackup import devstack
 from conftest import ROOT, customer_yaml
 
 pytestmark = pytest.mark.servers
@@ -48,7 +48,7 @@ def _setup(stack: devstack.Stack, registry_dir: Path, database: dict, connect_se
 
 def _runs(engine: sa.Engine, customer_id: str):
     with engine.connect() as conn:
-        return conn.execute(sa.text("SELECT id, status, skip_reason, collection_error_count FROM backup_runs "
+        return conn.execute(sa.text("SELECT id, status, skip_reason, detail, collection_error_count FROM backup_runs "
                                     "WHERE customer_id = :c"), {"c": customer_id}).all()
 
 
@@ -91,7 +91,8 @@ def test_a_run_inside_a_maintenance_window_is_skipped_and_recorded(
     assert run.state == "success"
     assert _states(run)["collect"] == "skipped"
     (row,) = _runs(engine, customer_id)
-    assert row.status == "skipped" and "nightly-upgrade" in row.skip_reason and "art. 13" in row.skip_reason
+    assert (row.status, row.skip_reason) == ("skipped", "maintenance")
+    assert "nightly-upgrade" in row.detail and "art. 13" in row.detail
     store = fresh_store(stack)
     store.bucket = bucket
     assert list(store.list_keys("")) == []
@@ -106,7 +107,7 @@ def test_a_suspended_customer_is_skipped_and_recorded(
 
     assert _states(run)["collect"] == "skipped" and run.state == "success"
     (row,) = _runs(engine, customer_id)
-    assert row.status == "skipped" and "art. 14" in row.skip_reason
+    assert (row.status, row.skip_reason) == ("skipped", "suspended") and "art. 14" in row.detail
 
 
 def test_the_restore_dag_restores_and_verifies(

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from devtools import devstack
 
-from cloudbackup import cli, devstack
+from cloudbackup import cli
 from conftest import ROOT, customer_yaml
 
 

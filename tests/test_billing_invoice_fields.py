@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from billing_fixtures import CATALOG, contract
 
-from cloudbackup import invoices, notices
+from cloudbackup import notices
 from cloudbackup.billing import BillingMonth
-from cloudbackup.operator_settings import corporate_number_check_digit, load_operator
+from cloudbackup.billing import documents as invoices
+from cloudbackup.registry.operator import corporate_number_check_digit, load_operator
 from conftest import ROOT
 
 OPERATOR_FILE = ROOT / "dags" / "registry" / "operator.yaml"

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloudbackup.billing import BillingMonth, Invoice, InvoiceLine, bill
-from cloudbackup.registry import Customer
+from cloudbackup.registry.customers import Customer
 
 MONTHS = st.integers(min_value=0, max_value=35).map(lambda i: BillingMonth(2025, 1).plus(i))
 

@@ -10,7 +10,7 @@ import pytest
 from billing_fixtures import contract
 from pydantic import ValidationError
 
-from cloudbackup.registry import load_customer, one_month_period_end
+from cloudbackup.registry.customers import load_customer, one_month_period_end
 from conftest import customer_yaml
 
 

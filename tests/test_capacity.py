@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from cloudbackup import records
-from cloudbackup.capacity import crossings, record_crossings
+from cloudbackup.backup import records
+from cloudbackup.backup.capacity import crossings
+from cloudbackup.backup.outcomes import RunStatus
+from cloudbackup.backup.records import record_crossings
 
 CAP = 1_000_000
 
@@ -40,7 +42,7 @@ def test_jumping_past_several_thresholds_records_each() -> None:
 def _run(engine: sa.Engine, key: str, stored: int | None, failed: bool = False) -> int:
     run_id = records.start_run(engine, "cap-cust", key)
     records.finish_run(engine, run_id, "cap-cust", files=1, bytes_=1, errors=[], stored_bytes=stored,
-                       status=records.RunStatus.FAILED if failed else None)
+                       status=RunStatus.FAILED if failed else None)
     return run_id
 
 

@@ -9,14 +9,18 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from cloudbackup import console, console_web, invoices
-from cloudbackup.billing import BillingMonth
-from cloudbackup.catalog import GB, load_catalog
-from cloudbackup.db import to_db_time, utcnow
-from cloudbackup.maintenance import Window
-from cloudbackup.operator_settings import load_operator
-from cloudbackup.records import CollectionError, finish_run, record_skipped, start_run
-from cloudbackup.registry import load_registry
+from cloudbackup.backup.outcomes import CollectionError, SkipReason
+from cloudbackup.backup.records import finish_run, record_skipped, start_run
+from cloudbackup.billing import BillingMonth, exports
+from cloudbackup.billing import documents as invoices
+from cloudbackup.clock import utcnow
+from cloudbackup.console import pages as console_web
+from cloudbackup.console import queries as console
+from cloudbackup.edges.db import to_db_time
+from cloudbackup.registry.catalog import GB, load_catalog
+from cloudbackup.registry.customers import load_registry
+from cloudbackup.registry.maintenance import Window
+from cloudbackup.registry.operator import load_operator
 from conftest import customer_yaml
 
 TOKYO = console.TOKYO
@@ -57,7 +61,8 @@ def test_fleet_shows_each_customers_last_run_stored_capacity_and_stuck_notices(
     _run(engine, "alpha", "r2", files=12, stored=85 * GB,
          errors=[CollectionError("/srv/data/locked.xlsx", "permission_denied")])
     _run(engine, "beta", "r1", files=3, stored=5 * GB)
-    record_skipped(engine, "beta", "r2", "maintenance window m1")     # a skipped run stores nothing
+    record_skipped(engine, "beta", "r2", SkipReason.MAINTENANCE,
+                   "maintenance window m1")     # a skipped run stores nothing
     _notice(engine, "alpha", "n1", attempts=2)                  # refused twice, will be retried
     _notice(engine, "alpha", "n2", attempts=5, stuck=True)      # gave up: an operator must look
     _notice(engine, "beta", "n3", attempts=1, sent=True)
@@ -102,7 +107,7 @@ def test_open_collection_errors_are_those_of_the_latest_run_that_collected(regis
     catalog = load_catalog(registry_dir / "catalog.yaml")
     _run(engine, "gamma", "r1", files=5, stored=GB, errors=[CollectionError(HOSTILE_PATH, "permission_denied",
                                                                           "EACCES")])
-    record_skipped(engine, "gamma", "r2", "suspended")
+    record_skipped(engine, "gamma", "r2", SkipReason.SUSPENDED)
 
     detail = console.customer_detail(engine, customer, catalog, utcnow())
     assert [(e.path, e.reason, e.run_key) for e in detail.open_errors] == [(HOSTILE_PATH, "permission_denied", "r1")]
@@ -154,9 +159,9 @@ def test_finance_months_total_the_issued_invoices_and_the_csv_matches_the_billin
     body = files["invoices-2026-10.csv"]
     assert body.startswith(b"\xef\xbb\xbf"), "UTF-8 with BOM, for Japanese Excel"
     rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
-    assert rows[0] == invoices.INVOICE_CSV_COLUMNS
+    assert rows[0] == exports.INVOICE_CSV_COLUMNS
     assert sorted(r[rows[0].index("customer_id")] for r in rows[1:]) == ["epsilon", "zeta"]
-    written = invoices.write_month_csvs(engine, month, tmp_path / "dag")[0]
+    written = exports.write_month_csvs(engine, month, tmp_path / "dag")[0]
     assert body == written.read_bytes()
 
 

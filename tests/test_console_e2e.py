@@ -22,14 +22,16 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from devtools.console_seed import seed_fleet
 
-from cloudbackup import db, invoices
-from cloudbackup.billing import BillingMonth
-from cloudbackup.catalog import load_catalog
-from cloudbackup.console_seed import seed_fleet
-from cloudbackup.operator_settings import load_operator
-from cloudbackup.records import CollectionError, finish_run, start_run
-from cloudbackup.registry import load_registry
+from cloudbackup.backup.outcomes import CollectionError
+from cloudbackup.backup.records import finish_run, start_run
+from cloudbackup.billing import BillingMonth, exports
+from cloudbackup.billing import documents as invoices
+from cloudbackup.edges import db
+from cloudbackup.registry.catalog import load_catalog
+from cloudbackup.registry.customers import load_registry
+from cloudbackup.registry.operator import load_operator
 from conftest import ROOT, customer_yaml
 
 pytestmark = pytest.mark.servers
@@ -243,7 +245,7 @@ def test_an_operator_logs_in_and_reads_fleet_customer_and_finance_pages_in_chrom
         body = Path(download.value.path()).read_bytes()
         assert body.startswith(b"\xef\xbb\xbf")
         table = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
-        assert table[0] == invoices.INVOICE_CSV_COLUMNS and len(table) == SEEDED + 2
+        assert table[0] == exports.INVOICE_CSV_COLUMNS and len(table) == SEEDED + 2
         first = page.locator("#invoices tbody tr").first.get_by_role("link")
         number = first.inner_text()
         first.click()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from cloudbackup import db
+from cloudbackup.clock import utcnow
+from cloudbackup.edges import db
 
 TABLES = {"backup_runs", "collection_errors", "capacity_events", "invoices", "invoice_lines", "notices",
           "schema_migrations"}
@@ -19,7 +20,7 @@ def test_migrations_create_the_tables_and_a_second_run_applies_nothing(engine: s
 
 
 def test_an_invoice_is_unique_per_customer_and_month(engine: sa.Engine) -> None:
-    row = {"c": "acme", "m": "2026-10", "a": "agent", "t": db.to_db_time(db.utcnow())}
+    row = {"c": "acme", "m": "2026-10", "a": "agent", "t": db.to_db_time(utcnow())}
     insert = sa.text("INSERT INTO invoices (customer_id, billing_month, state, sales_agent, subtotal, tax, total, "
                      "created_at) VALUES (:c, :m, 'draft', :a, 0, 0, 0, :t)")
     with engine.begin() as conn:
@@ -34,7 +35,7 @@ def test_an_invoice_is_unique_per_customer_and_month(engine: sa.Engine) -> None:
 
 
 def test_times_round_trip_as_utc(engine: sa.Engine) -> None:
-    moment = db.utcnow()
+    moment = utcnow()
     with engine.begin() as conn:
         run_id = db.insert_returning_id(conn, "INSERT INTO backup_runs (customer_id, run_key, status, started_at) "
                                               "VALUES ('acme', 'k', 'running', :t)", {"t": db.to_db_time(moment)})

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import yaml
 
-from cloudbackup import connections
-from cloudbackup.registry import load_registry
+from cloudbackup.edges import connections
+from cloudbackup.registry.customers import load_registry
 from conftest import ROOT
 
 COMPOSE = ROOT / "docker-compose.yaml"

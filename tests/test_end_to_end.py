@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from devtools import devstack
 
-from cloudbackup import devstack
-from cloudbackup.backup import load_manifest
-from cloudbackup.restore import LocalTarget, restore
-from cloudbackup.storage import ObjectStore
+from cloudbackup.backup.repository import load_manifest
+from cloudbackup.backup.restorer import LocalTarget, restore
+from cloudbackup.edges.s3 import ObjectStore
 from conftest import ROOT, customer_yaml
 
 pytestmark = pytest.mark.servers
@@ -30,7 +30,7 @@ def _dag(dag_id: str):
 
 
 def _store(stack: devstack.Stack, bucket: str) -> ObjectStore:
-    from cloudbackup.connections import S3Endpoint
+    from cloudbackup.edges.connections import S3Endpoint
 
     return ObjectStore(S3Endpoint(f"127.0.0.1:{stack.s3.port}", False, stack.s3.access_key,
                                   stack.s3.secret_key, bucket))

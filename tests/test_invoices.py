@@ -13,9 +13,9 @@ from billing_fixtures import CATALOG, contract
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cloudbackup import invoices
-from cloudbackup.billing import BillingMonth
-from cloudbackup.operator_settings import load_operator
+from cloudbackup.billing import BillingMonth, exports
+from cloudbackup.billing import documents as invoices
+from cloudbackup.registry.operator import load_operator
 from conftest import ROOT
 
 OPERATOR = load_operator(ROOT / "dags" / "registry" / "operator.yaml")
@@ -115,18 +115,18 @@ def test_a_dry_run_writes_nothing(engine: sa.Engine) -> None:
 def test_the_month_end_csvs_have_one_row_per_invoice_and_per_line_with_a_bom(engine: sa.Engine,
                                                                             tmp_path: Path) -> None:
     invoices.issue_month(engine, _customers(2), CATALOG, OCT, OPERATOR, ISSUED_ON)
-    per_invoice, per_line = invoices.write_month_csvs(engine, OCT, tmp_path)
+    per_invoice, per_line = exports.write_month_csvs(engine, OCT, tmp_path)
     raw = per_invoice.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" in raw
     rows = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
-    assert list(rows[0]) == invoices.INVOICE_CSV_COLUMNS
+    assert list(rows[0]) == exports.INVOICE_CSV_COLUMNS
     assert [(r["invoice_number"], r["customer_id"], r["customer_name"], r["billing_month"], r["subtotal"], r["tax"],
              r["total"], r["sales_agent"]) for r in rows] == [
         ("CB-00000001", "cust-0", "顧客 cust-0", "2026-10", "40000", "4000", "44000", "kanto-it-sales"),
         ("CB-00000002", "cust-1", "顧客 cust-1", "2026-10", "40000", "4000", "44000", "kanto-it-sales")]
     assert rows[0]["issued_at"].endswith("+00:00")
     lines = list(csv.DictReader(per_line.read_text(encoding="utf-8-sig").splitlines()))
-    assert list(lines[0]) == invoices.LINE_CSV_COLUMNS
+    assert list(lines[0]) == exports.LINE_CSV_COLUMNS
     assert [(r["invoice_number"], r["line_no"], r["line_kind"], r["amount"]) for r in lines] == [
         ("CB-00000001", "1", "monthly_fee", "10000"), ("CB-00000001", "2", "initial_fee", "30000"),
         ("CB-00000002", "1", "monthly_fee", "10000"), ("CB-00000002", "2", "initial_fee", "30000")]
@@ -135,8 +135,8 @@ def test_the_month_end_csvs_have_one_row_per_invoice_and_per_line_with_a_bom(eng
 def test_csv_frames_built_from_documents_match_the_columns_from_the_database() -> None:
     invoice = invoices.bill(contract(), CATALOG, OCT)
     doc = invoices.Document(invoice, "CB-00000009", "invoice", 0, ISSUED_ON, date(2026, 11, 30), "T4010001234567")
-    docs, lines = invoices.csv_frames([doc, doc])
-    assert list(docs.columns) == invoices.INVOICE_CSV_COLUMNS and list(lines.columns) == invoices.LINE_CSV_COLUMNS
+    docs, lines = exports.csv_frames([doc, doc])
+    assert list(docs.columns) == exports.INVOICE_CSV_COLUMNS and list(lines.columns) == exports.LINE_CSV_COLUMNS
     assert docs["total"].tolist() == [44000, 44000] and lines["line_no"].tolist() == [1, 2, 1, 2]
 
 

@@ -12,9 +12,10 @@ import pytest
 import sqlalchemy as sa
 from billing_fixtures import CATALOG, contract
 
-from cloudbackup import db, invoices
 from cloudbackup.billing import BillingMonth
-from cloudbackup.operator_settings import load_operator
+from cloudbackup.billing import documents as invoices
+from cloudbackup.edges import db
+from cloudbackup.registry.operator import load_operator
 from conftest import PG_HOST, PG_PORT, PG_USER, ROOT
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudbackup.maintenance import TOKYO, active_window, load_windows
+from cloudbackup.registry.maintenance import TOKYO, active_window, load_windows
 
 WINDOWS = """\
 windows:

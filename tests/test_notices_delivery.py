@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from devtools import devstack
 from notices_support import (
     SENDER,
     endpoint,
@@ -18,15 +19,17 @@ from notices_support import (
     record_capacity_event,
     record_run,
     subject_of,
+    suspended,
     text_of,
 )
 
-from cloudbackup import devstack, notices
-from cloudbackup.catalog import GB
-from cloudbackup.db import to_db_time, utcnow
+from cloudbackup import notices
+from cloudbackup.clock import utcnow
+from cloudbackup.edges.db import to_db_time
 from cloudbackup.notices import DeliveryPolicy, samples
-from cloudbackup.notices.kinds import MaintenanceWindow, Suspension
-from cloudbackup.registry import Customer
+from cloudbackup.registry.catalog import GB
+from cloudbackup.registry.customers import Customer
+from cloudbackup.registry.maintenance import Window
 from conftest import ROOT
 
 pytestmark = pytest.mark.servers
@@ -63,10 +66,9 @@ def _queue_every_kind(engine: sa.Engine, customer: Customer, figure: int) -> int
         record_capacity_event(conn, customer.id, run_id, 80, figure * GB, 100 * GB)
         queued = notices.queue_run_notices(conn, customer, run_id)
         start = utcnow() + timedelta(days=5)
-        window = MaintenanceWindow("m1", start, start + timedelta(hours=2))
+        window = Window(id="m1", start=start, end=start + timedelta(hours=2), reason="storage upgrade")
         queued += notices.queue_maintenance(conn, [customer], window)
-        queued += notices.queue_suspension(conn, customer, Suspension(customer.id, "non_payment",
-                                                                      utcnow() + timedelta(days=1)))
+        queued += notices.queue_suspension(conn, *suspended(customer, "non_payment", utcnow() + timedelta(days=1)))
         queued += notices.queue(conn, "invoice", customer, f"invoice:{customer.id}:2026-10",
                                 samples.sample_context("invoice", customer))
     return queued
@@ -109,7 +111,8 @@ def test_a_refused_first_attempt_is_recorded_and_sent_on_the_next_pass(engine: s
     customers = [samples.sample_customer("ja", "cust-a"), samples.sample_customer("en", "cust-b")]
     with engine.begin() as conn:
         start = utcnow() + timedelta(days=5)
-        notices.queue_maintenance(conn, customers, MaintenanceWindow("m1", start, start + timedelta(hours=2)))
+        window = Window(id="m1", start=start, end=start + timedelta(hours=2), reason="storage upgrade")
+        notices.queue_maintenance(conn, customers, window)
 
     first = notices.deliver_pending(engine, endpoint(smtp), DeliveryPolicy(backoff=timedelta(hours=1)))
     assert (first.sent, first.failed, first.pending) == (1, 1, 1)
@@ -127,7 +130,7 @@ def test_a_refused_first_attempt_is_recorded_and_sent_on_the_next_pass(engine: s
 def test_smtp_down_means_notices_wait_and_go_later_nothing_lost(engine: sa.Engine, smtp: devstack.SmtpServer) -> None:
     customer = samples.sample_customer("ja", "cust-a")
     with engine.begin() as conn:
-        notices.queue_suspension(conn, customer, Suspension(customer.id, "terms_violation", utcnow()))
+        notices.queue_suspension(conn, *suspended(customer, "terms_violation", utcnow()))
     smtp.stop()
     down = notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
     assert down.sent == 0 and down.pending == 1 and "unavailable" in down.unavailable
@@ -149,7 +152,7 @@ def test_a_notice_refused_n_times_is_flagged_stuck_not_retried_forever(engine: s
     policy = DeliveryPolicy(max_attempts=3, backoff=timedelta(0))
     with engine.begin() as conn:
         for c in (bad, good):
-            notices.queue_suspension(conn, c, Suspension(c.id, "non_payment", utcnow()))
+            notices.queue_suspension(conn, *suspended(c, "non_payment", utcnow()))
     reports = [notices.deliver_pending(engine, endpoint(smtp), policy) for _ in range(5)]
     assert [r.sent for r in reports] == [1, 0, 0, 0, 0]
     assert [r.stuck for r in reports] == [0, 0, 1, 1, 1]
@@ -168,7 +171,7 @@ def test_a_notice_claimed_by_a_running_delivery_is_not_sent_by_another(
     whose worker died is taken over after its lease, with the same Message-ID."""
     customer = samples.sample_customer("en", "cust-a")
     with engine.begin() as conn:
-        notices.queue_suspension(conn, customer, Suspension(customer.id, "other", utcnow()))
+        notices.queue_suspension(conn, *suspended(customer, "other", utcnow()))
         conn.execute(sa.text("UPDATE notices SET claim_token = 'other-worker', claimed_until = :t"),
                      {"t": to_db_time(utcnow() + timedelta(minutes=10))})
     assert notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY).sent == 0
@@ -223,7 +226,7 @@ def _point_service_at(monkeypatch: pytest.MonkeyPatch, database: dict, smtp: dev
 
 
 def _customer_file(registry_dir: Path, customer_id: str, language: str) -> Customer:
-    from cloudbackup.registry import load_customer
+    from cloudbackup.registry.customers import load_customer
     from conftest import customer_yaml
 
     path = registry_dir / "customers" / f"{customer_id}.yaml"
@@ -260,7 +263,7 @@ def test_the_delivery_task_retried_after_a_send_does_not_send_again(
     customers = [_customer_file(registry_dir, "retry-a", "ja"), _customer_file(registry_dir, "retry-b", "en")]
     with engine.begin() as conn:
         for c in customers:
-            notices.queue_suspension(conn, c, Suspension(c.id, "non_payment", utcnow() + timedelta(days=2)))
+            notices.queue_suspension(conn, *suspended(c, "non_payment", utcnow() + timedelta(days=2)))
     _point_service_at(monkeypatch, database, smtp)
 
     run = _notice_dag().test(logical_date=datetime(2026, 11, 25, 3, 0, tzinfo=UTC))
@@ -299,7 +302,7 @@ def test_a_refused_sender_address_is_the_servers_problem_not_the_notices(engine:
     smtp = smtp_server(refuse_senders=(SENDER,))
     customer = samples.sample_customer("ja", "cust-a")
     with engine.begin() as conn:
-        notices.queue_suspension(conn, customer, Suspension(customer.id, "other", utcnow()))
+        notices.queue_suspension(conn, *suspended(customer, "other", utcnow()))
     for _ in range(NOW_POLICY.max_attempts + 1):
         report = notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
         assert report.sent == 0 and "SMTPSenderRefused: 550" in report.unavailable

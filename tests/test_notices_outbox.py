@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from notices_support import record_capacity_event, record_run
+from notices_support import record_capacity_event, record_run, suspended
 
 from cloudbackup import notices
-from cloudbackup.catalog import GB
-from cloudbackup.db import utcnow
+from cloudbackup.clock import utcnow
 from cloudbackup.notices import samples, sweep
-from cloudbackup.notices.kinds import DIGEST_PATHS, MaintenanceWindow, Suspension
-from cloudbackup.registry import load_customer
+from cloudbackup.notices.kinds import DIGEST_PATHS
+from cloudbackup.registry.catalog import GB
+from cloudbackup.registry.customers import load_customer
+from cloudbackup.registry.maintenance import Window
 from conftest import customer_yaml
 
 
@@ -90,8 +91,8 @@ def test_a_notice_is_never_built_from_another_customers_rows(engine: sa.Engine) 
             notices.queue_collection_errors(conn, b, run_id)
         with pytest.raises(ValueError, match="belongs to customer 'cust-a'"):
             notices.queue_capacity(conn, b, event_id)
-        with pytest.raises(ValueError, match="cannot be sent to 'cust-b'"):
-            notices.queue_suspension(conn, b, Suspension("cust-a", "non_payment", utcnow()))
+        with pytest.raises(ValueError, match="not one of customer 'cust-b'"):
+            notices.queue_suspension(conn, b, suspended(a, "non_payment")[1])
     assert _notices(engine) == []
 
 
@@ -99,17 +100,18 @@ def test_maintenance_is_announced_before_the_stop_and_once_per_period(engine: sa
     """Art. 13(2): advance notice of the stop and its period; a rescheduled window is a new notice."""
     customers = [samples.sample_customer("ja", "cust-a"), samples.sample_customer("en", "cust-b")]
     start = utcnow() + timedelta(days=10)
-    window = MaintenanceWindow("2026-12-maint", start, start + timedelta(hours=4))
+    window = Window(id="2026-12-maint", start=start, end=start + timedelta(hours=4), reason="storage upgrade")
     with engine.begin() as conn:
         assert notices.queue_maintenance(conn, customers, window) == 2
         assert notices.queue_maintenance(conn, customers, window) == 0
-        moved = MaintenanceWindow("2026-12-maint", start + timedelta(days=1), start + timedelta(days=1, hours=4))
+        later = start + timedelta(days=1)
+        moved = window.model_copy(update={"start": later, "end": later + timedelta(hours=4)})
         assert notices.queue_maintenance(conn, customers[:1], moved) == 1
         with pytest.raises(ValueError, match="not in the future"):
-            notices.queue_maintenance(conn, customers, MaintenanceWindow("late", utcnow() - timedelta(hours=1),
-                                                                         utcnow() + timedelta(hours=1)))
-        emergency = MaintenanceWindow("now", utcnow() - timedelta(minutes=5), utcnow() + timedelta(hours=1),
-                                      emergency=True)
+            notices.queue_maintenance(conn, customers, Window(id="late", start=utcnow() - timedelta(hours=1),
+                                                              end=utcnow() + timedelta(hours=1), reason="r"))
+        emergency = Window(id="now", start=utcnow() - timedelta(minutes=5), end=utcnow() + timedelta(hours=1),
+                           reason="power failure", emergency=True)
         assert notices.queue_maintenance(conn, customers, emergency) == 2
     rows = _notices(engine)
     assert [(r.kind, r.customer_id, r.language) for r in rows[:2]] == [
@@ -136,7 +138,7 @@ def test_the_sweep_queues_what_the_event_did_not_and_never_twice(engine: sa.Engi
 
 def test_declared_maintenance_and_registry_suspensions_are_announced(engine: sa.Engine, tmp_path: Path) -> None:
     """Art. 13(2), 14(2): windows in maintenance.yaml and suspensions in the customer file become notices."""
-    from cloudbackup.maintenance import Window
+    from cloudbackup.registry.maintenance import Window
 
     today = utcnow().date()
     path = tmp_path / "cust-s.yaml"

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from jinja2 import UndefinedError
 
 from cloudbackup.notices import samples, templating
-from cloudbackup.notices.kinds import DIGEST_PATHS, ErrorPath, MaintenanceWindow, digest
+from cloudbackup.notices.kinds import DIGEST_PATHS, CapacityNotice, ErrorPath, digest
 from cloudbackup.notices.templating import KINDS, LANGUAGES, PARTS, bar, render, safe_path, yen
+from cloudbackup.registry.catalog import GB
+from cloudbackup.registry.maintenance import Window
 
 TEMPLATE_DIR = Path(templating.__file__).resolve().parents[1] / "templates" / "notices"
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
@@ -70,7 +72,8 @@ def test_yen_is_written_with_the_yen_sign_and_thousands_separators() -> None:
 ])
 def test_the_maintenance_window_is_given_in_japan_time(language: str, start: str, end: str) -> None:
     """Art. 13(2): the period of the stop, on the customer's clock (stored in UTC: 16:00–22:00 on the 5th)."""
-    window = MaintenanceWindow("w1", datetime(2026, 12, 5, 16, 0, tzinfo=UTC), datetime(2026, 12, 5, 22, 0, tzinfo=UTC))
+    window = Window(id="w1", start=datetime(2026, 12, 5, 16, 0, tzinfo=UTC),
+                    end=datetime(2026, 12, 5, 22, 0, tzinfo=UTC), reason="storage upgrade")
     rendered = render("maintenance", language, {"customer": samples.sample_customer(language), "window": window})
     assert start in rendered.text and end in rendered.text
     assert start in rendered.subject
@@ -78,8 +81,12 @@ def test_the_maintenance_window_is_given_in_japan_time(language: str, start: str
 
 
 def test_a_naive_time_is_refused_rather_than_guessed() -> None:
+    """A notice never guesses a zone; a maintenance.yaml time without one is Tokyo time, as that file documents."""
+    naive = CapacityNotice(80, 80 * GB, 100 * GB, datetime(2026, 12, 5, 1, 0), ())
     with pytest.raises(ValueError, match="timezone-aware"):
-        MaintenanceWindow("w1", datetime(2026, 12, 5, 1, 0), datetime(2026, 12, 5, 5, 0))
+        render("capacity", "ja", {"customer": samples.sample_customer("ja"), "capacity": naive})
+    window = Window(id="w1", start=datetime(2026, 12, 5, 1, 0), end=datetime(2026, 12, 5, 5, 0), reason="r")
+    assert window.start.utcoffset() == timedelta(hours=9)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

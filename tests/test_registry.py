@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudbackup.catalog import load_catalog
-from cloudbackup.registry import load_customer, load_registry
+from cloudbackup.registry.catalog import load_catalog
+from cloudbackup.registry.customers import load_customer, load_registry
 from conftest import ROOT, customer_yaml
 
 

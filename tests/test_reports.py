@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from cloudbackup import records, reports
-from cloudbackup.db import to_db_time, utcnow
+from cloudbackup.backup import records
+from cloudbackup.backup.outcomes import CollectionError, CollectionErrorReason
+from cloudbackup.clock import utcnow
+from cloudbackup.console import reports
+from cloudbackup.edges.db import to_db_time
 
 
 def test_every_report_runs_on_both_databases(engine: sa.Engine) -> None:
@@ -22,7 +25,8 @@ def test_last_run_per_customer_shows_the_latest_run_and_its_errors(engine: sa.En
     records.finish_run(engine, first, "acme", files=1, bytes_=10, errors=[], stored_bytes=10)
     second = records.start_run(engine, "acme", "run-2")
     records.finish_run(engine, second, "acme", files=2, bytes_=20, stored_bytes=30,
-                       errors=[records.CollectionError("/srv/a/b\x07.txt", "name_policy", "control character")])
+                       errors=[CollectionError("/srv/a/b\x07.txt", CollectionErrorReason.NAME_POLICY,
+                                               "control character")])
     columns, rows = reports.run(engine, "last_run_per_customer", {})
     (row,) = [dict(zip(columns, r, strict=True)) for r in rows]
     assert (row["customer_id"], row["status"], row["collection_error_count"]) == ("acme", "succeeded_with_errors", 1)

@@ -8,9 +8,11 @@ import os
 import pytest
 from backup_support import SMALL_OPTIONS, MiB, connector, fresh_store, tree, write_tree
 
-from cloudbackup.backup import load_manifest, run_backup
-from cloudbackup.restore import LocalTarget, RestoreError, relative_target, restore, restore_to_sftp, verify
-from cloudbackup.storage import object_key
+from cloudbackup.backup.archiver import run_backup
+from cloudbackup.backup.checker import verify
+from cloudbackup.backup.format import object_key
+from cloudbackup.backup.repository import load_manifest
+from cloudbackup.backup.restorer import LocalTarget, RestoreError, relative_target, restore, restore_to_sftp
 
 pytestmark = pytest.mark.servers
 

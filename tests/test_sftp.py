@@ -5,9 +5,9 @@ from __future__ import annotations
 import paramiko
 import pytest
 from backup_support import connector
+from devtools import devstack
 
-from cloudbackup import devstack
-from cloudbackup.sftp import SftpConnectError
+from cloudbackup.edges.sftp import SftpConnectError
 
 
 @pytest.mark.parametrize("failure", [EOFError(), paramiko.SSHException("channel closed"), OSError("reset")])

@@ -1,12 +1,15 @@
-"""The `cloudbackup` command: operator tasks outside Airflow (migrations, registry check, billing)."""
+"""The `cloudbackup` command: operator tasks outside Airflow (database, registry, billing, backups, notices)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from cloudbackup import settings
+
+# Every command imports what it needs when it runs: `cloudbackup --help` stays fast and needs no Airflow.
 
 
 def _db_migrate(_args: argparse.Namespace) -> int:
@@ -17,39 +20,25 @@ def _db_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _billing_settings_problems(customers) -> list[str]:  # noqa: ANN001
-    """The operator settings load, and every customer's sales agent is in them (else it cannot be billed)."""
-    from cloudbackup.operator_settings import load_operator
+def _registry_check(_args: argparse.Namespace) -> int:
+    from cloudbackup.registry import check
+    from cloudbackup.registry.catalog import load_catalog
+    from cloudbackup.registry.customers import load_registry
+    from cloudbackup.registry.operator import OperatorSettings, load_operator
 
+    registry = load_registry(settings.registry_dir())
+    operator: OperatorSettings | ValueError
     try:
         operator = load_operator()
     except ValueError as exc:
-        return [str(exc)]
-    return [f"customers/{c.id}.yaml: field 'sales_agent': {c.sales_agent!r} is not in operator.yaml"
-            for c in customers if c.sales_agent not in operator.sales_agents]
-
-
-def _registry_check(_args: argparse.Namespace) -> int:
-    from cloudbackup.catalog import load_catalog
-    from cloudbackup.registry import load_registry
-
-    registry = load_registry(settings.registry_dir())
-    catalog = load_catalog(settings.catalog_path())
-    problems = [str(e) for e in registry.errors]
-    for customer in registry.customers:
-        for change in customer.plans:
-            try:
-                catalog.plan(change.plan)
-            except KeyError as exc:
-                problems.append(f"customers/{customer.id}.yaml: field 'plans': {exc.args[0]}")
-    problems += _billing_settings_problems(registry.customers)
+        operator = exc
+    found = check.problems(registry, load_catalog(settings.catalog_path()), operator)
     print(f"{len(registry.customers)} customer file(s) valid, {len(registry.errors)} broken")
-    for customer in registry.customers:
-        for warning in customer.timeline_warnings:
-            print(f"WARNING {warning}", file=sys.stderr)
-    for p in problems:
-        print(f"ERROR {p}", file=sys.stderr)
-    return 1 if problems else 0
+    for warning in check.warnings(registry):
+        print(f"WARNING {warning}", file=sys.stderr)
+    for problem in found:
+        print(f"ERROR {problem}", file=sys.stderr)
+    return 1 if found else 0
 
 
 def _billing_run(args: argparse.Namespace) -> int:
@@ -65,8 +54,8 @@ def _billing_run(args: argparse.Namespace) -> int:
 
 def _billing_preview(args: argparse.Namespace) -> int:
     from cloudbackup.billing.preview import preview_text
-    from cloudbackup.catalog import load_catalog
-    from cloudbackup.registry import load_registry
+    from cloudbackup.registry.catalog import load_catalog
+    from cloudbackup.registry.customers import load_registry
 
     customer = load_registry(settings.registry_dir()).get(args.customer)
     print(preview_text(customer, load_catalog(settings.catalog_path()), args.month, args.to), end="")
@@ -74,18 +63,20 @@ def _billing_preview(args: argparse.Namespace) -> int:
 
 
 def _billing_correct(args: argparse.Namespace) -> int:
-    from datetime import date, datetime
+    from datetime import date
 
-    from cloudbackup import connections, invoices, tasks
-    from cloudbackup.billing import BillingMonth
-    from cloudbackup.catalog import load_catalog
-    from cloudbackup.operator_settings import load_operator
-    from cloudbackup.registry import load_registry
+    from cloudbackup.billing import documents
+    from cloudbackup.billing.months import BillingMonth
+    from cloudbackup.clock import tokyo_date, utcnow
+    from cloudbackup.edges import connections
+    from cloudbackup.registry.catalog import load_catalog
+    from cloudbackup.registry.customers import load_registry
+    from cloudbackup.registry.operator import load_operator
 
     customer = load_registry(settings.registry_dir()).get(args.customer)
-    day = date.fromisoformat(args.issue_date) if args.issue_date else datetime.now(tasks.TOKYO).date()
-    done = invoices.correct(connections.database(), customer, load_catalog(settings.catalog_path()),
-                            BillingMonth.parse(args.month), load_operator(), day, args.reason)
+    day = date.fromisoformat(args.issue_date) if args.issue_date else tokyo_date(utcnow())
+    done = documents.correct(connections.database(), customer, load_catalog(settings.catalog_path()),
+                             BillingMonth.parse(args.month), load_operator(), day, args.reason)
     print(f"credit note {done.credit_note_number or '(none: the month was fully credited)'}; "
           f"reissued invoice {done.reissue_number or '(none: nothing due)'}")
     return 0
@@ -118,8 +109,6 @@ def _backup_verify(args: argparse.Namespace) -> int:
 
 
 def _backup_restore(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from cloudbackup import tasks
 
     target = f"local:{Path(args.to).resolve()}" if args.to else f"sftp:{args.to_sftp}"
@@ -130,21 +119,101 @@ def _backup_restore(args: argparse.Namespace) -> int:
 
 
 def _backup_snapshots(args: argparse.Namespace) -> int:
-    from cloudbackup import backup, connections
-    from cloudbackup.storage import ObjectStore
+    from cloudbackup.backup.repository import list_snapshots
+    from cloudbackup.edges import connections
+    from cloudbackup.edges.s3 import ObjectStore
 
-    for snapshot_id in backup.list_snapshots(ObjectStore(connections.s3_endpoint()), args.customer):
+    for snapshot_id in list_snapshots(ObjectStore(connections.s3_endpoint()), args.customer):
         print(snapshot_id)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _notices_preview(args: argparse.Namespace) -> int:
+    from cloudbackup.notices import samples
+
+    written = samples.write_previews(Path(args.out), settings.registry_dir())
+    print(f"{len(written)} file(s) written to {args.out}:")
+    for path in written:
+        print(f"  {path.name}")
+    return 0
+
+
+def _notices_list(args: argparse.Namespace) -> int:
+    from cloudbackup.edges import connections
+    from cloudbackup.notices import delivery
+
+    engine = connections.database()
+    counts = delivery.outbox_counts(engine)
+    print(f"outbox: {counts['sent']} sent, {counts['pending']} pending, {counts['stuck']} stuck")
+    for n in delivery.list_notices(engine, args.state, args.customer, args.limit):
+        when = n.sent_at or n.stuck_at or n.next_attempt_at or n.created_at
+        print(f"{n.id:>7}  {n.state:<7}  {when.isoformat(timespec='seconds')}  {n.kind:<17}  {n.customer_id}  "
+              f"{n.recipient}  attempts={n.attempts}" + (f"  last_error={n.last_error}" if n.last_error else ""))
+    return 0
+
+
+def _notices_retry(args: argparse.Namespace) -> int:
+    from cloudbackup.edges import connections
+    from cloudbackup.notices import delivery
+
+    if delivery.retry_stuck(connections.database(), args.id):
+        print(f"notice {args.id} queued again; the next delivery run sends it")
+        return 0
+    print(f"notice {args.id} is not stuck (sent, pending or unknown): nothing changed")
+    return 1
+
+
+def _notices_deliver(_args: argparse.Namespace) -> int:
+    from cloudbackup import tasks
+
+    queued = tasks.queue_event_notices()
+    try:
+        sent = tasks.deliver_notices()
+    except tasks.NoticesNotDelivered as exc:
+        print(json.dumps({"queued": queued}))
+        print(f"not all due notices were sent: {exc}")
+        return 1
+    print(json.dumps({"queued": queued, **sent}))
+    return 0
+
+
+def _reports_list(_args: argparse.Namespace) -> int:
+    from cloudbackup.console import reports
+
+    for name, about in reports.available().items():
+        print(f"{name:<28} {about}")
+    return 0
+
+
+def _reports_run(args: argparse.Namespace) -> int:
+    from cloudbackup.console import reports
+    from cloudbackup.edges import connections
+
+    params = dict(p.partition("=")[::2] for p in args.param)
+    try:
+        columns, rows = reports.run(connections.database(), args.name, params)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    text = reports.to_csv(columns, rows)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"{len(rows)} row(s) written to {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloudbackup", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
     db = sub.add_parser("db", help="the project's database").add_subparsers(dest="db_command", required=True)
-    db.add_parser("migrate", help="apply pending sql/migrations").set_defaults(func=_db_migrate)
+    db.add_parser("migrate", help="apply pending migrations").set_defaults(func=_db_migrate)
+
     reg = sub.add_parser("registry", help="customer registry").add_subparsers(dest="reg_command", required=True)
     reg.add_parser("check", help="validate every customer file and the catalog").set_defaults(func=_registry_check)
+
     billing = sub.add_parser("billing", help="monthly billing").add_subparsers(dest="billing_command",
                                                                                 required=True)
     run = billing.add_parser("run", help="issue a month's invoices and write its CSV")
@@ -165,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     correct.add_argument("--reason", required=True, help="why, printed on the correction email")
     correct.add_argument("--issue-date", help="issue date, YYYY-MM-DD (default: today, Tokyo)")
     correct.set_defaults(func=_billing_correct)
+
     bk = sub.add_parser("backup", help="snapshots: run, list, verify, restore").add_subparsers(
         dest="backup_command", required=True)
     brun = bk.add_parser("run", help="back up one customer now (exit 2 when there were collection errors)")
@@ -186,10 +256,36 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--to", help="local folder")
     where.add_argument("--to-sftp", metavar="CONN_ID:/FOLDER", help="an SFTP connection and folder")
     bres.set_defaults(func=_backup_restore)
-    from cloudbackup.notices.cli import register as register_notices
 
-    register_notices(sub)
-    args = parser.parse_args(argv)
+    group = sub.add_parser("notices", help="customer notices: preview, outbox, stuck notices").add_subparsers(
+        dest="notices_command", required=True)
+    npreview = group.add_parser("preview", help="render every kind in both languages with sample data")
+    npreview.add_argument("--out", required=True, help="folder for <kind>.<lang>.txt and .html files")
+    npreview.set_defaults(func=_notices_preview)
+    listing = group.add_parser("list", help="what was sent to whom and when, what waits, what is stuck")
+    listing.add_argument("--state", choices=["sent", "pending", "stuck"])
+    listing.add_argument("--customer")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(func=_notices_list)
+    deliver = group.add_parser("deliver", help="what the deliver_notices DAG does, once: queue event notices, send")
+    deliver.set_defaults(func=_notices_deliver)
+    retry = group.add_parser("retry", help="put a stuck notice back in the queue (after fixing its cause)")
+    retry.add_argument("id", type=int)
+    retry.set_defaults(func=_notices_retry)
+
+    rep = sub.add_parser("reports", help="ops and finance reports as CSV").add_subparsers(
+        dest="reports_command", required=True)
+    rep.add_parser("list", help="the reports and the parameters each takes").set_defaults(func=_reports_list)
+    rrun = rep.add_parser("run", help="run one report and print (or write) its CSV")
+    rrun.add_argument("name", help="report name, as `reports list` shows it")
+    rrun.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a report parameter")
+    rrun.add_argument("--out", help="write the CSV to this file instead of printing it")
+    rrun.set_defaults(func=_reports_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     return args.func(args)
 
 

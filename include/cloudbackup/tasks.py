@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
-from cloudbackup import backup, connections, invoices, notices, records, settings
-from cloudbackup.billing import BillingMonth
-from cloudbackup.catalog import load_catalog
-from cloudbackup.registry import Customer, CustomerStatus, load_registry
-from cloudbackup.sftp import open_sftp
-from cloudbackup.storage import ObjectStore
+from cloudbackup import notices, settings
+from cloudbackup.backup import records, repository
+from cloudbackup.backup.outcomes import RunStatus, SkipReason
+from cloudbackup.billing import documents, exports
+from cloudbackup.billing.months import BillingMonth
+from cloudbackup.clock import tokyo_date, utcnow
+from cloudbackup.edges import connections
+from cloudbackup.edges.s3 import ObjectStore
+from cloudbackup.edges.sftp import open_sftp
+from cloudbackup.registry.catalog import load_catalog
+from cloudbackup.registry.customers import Customer, CustomerStatus, load_registry
 
 log = logging.getLogger(__name__)
-TOKYO = ZoneInfo("Asia/Tokyo")
 
 
 class RestoreRefused(ValueError):
@@ -46,20 +49,20 @@ def _customer(customer_id: str) -> Customer:
 
 
 def _backup_settings():  # noqa: ANN202 - imported lazily: DAG parsing does not need the engine
-    from cloudbackup.backup_settings import load_backup_settings
+    from cloudbackup.registry.backup_settings import load_backup_settings
 
     return load_backup_settings(settings.registry_dir() / "backup.yaml")
 
 
-def not_collected_reason(customer: Customer, moment: datetime) -> str | None:
-    """Why a run at `moment` is not collected (suspension art. 14, operational stop art. 13), or None."""
-    from cloudbackup.maintenance import active_window, load_windows
+def not_collected_reason(customer: Customer, moment: datetime) -> tuple[SkipReason, str] | None:
+    """Why a run at `moment` is not collected (suspension art. 14, operational stop art. 13), with the
+    operator's explanation; None when it is collected."""
+    from cloudbackup.registry.maintenance import active_window, load_windows
 
-    day = moment.astimezone(TOKYO).date()
-    if customer.status is CustomerStatus.SUSPENDED or customer.suspended_on(day):
-        return "customer suspended (art. 14); not re-collected (art. 18(3))"
+    if customer.status is CustomerStatus.SUSPENDED or customer.suspended_on(tokyo_date(moment)):
+        return SkipReason.SUSPENDED, "customer suspended (art. 14); not re-collected (art. 18(3))"
     window = active_window(load_windows(settings.registry_dir() / "maintenance.yaml"), customer.id, moment)
-    return window.describe() if window else None
+    return (SkipReason.MAINTENANCE, window.describe()) if window else None
 
 
 def collect(customer_id: str, run_key: str, at: datetime | None = None) -> dict:
@@ -69,39 +72,40 @@ def collect(customer_id: str, run_key: str, at: datetime | None = None) -> dict:
     """
     from functools import partial
 
-    from cloudbackup import capacity, snapshot
-    from cloudbackup.storage import object_key
+    from cloudbackup.backup import format as snapshot
+    from cloudbackup.backup.archiver import run_backup
 
     customer = _customer(customer_id)
     engine = connections.database()
-    reason = not_collected_reason(customer, at or datetime.now(TOKYO))
-    if reason:
-        records.record_skipped(engine, customer.id, run_key, reason)
-        raise CustomerNotCollected(f"{customer.id} not collected: {reason}")
+    skipped = not_collected_reason(customer, at or utcnow())
+    if skipped:
+        reason, detail = skipped
+        records.record_skipped(engine, customer.id, run_key, reason, detail)
+        raise CustomerNotCollected(f"{customer.id} not collected: {detail}")
     options = _backup_settings()
     store = ObjectStore(connections.s3_endpoint())
     store.ensure_bucket()
     run_id = records.start_run(engine, customer.id, run_key)
     try:
         endpoint = connections.sftp_endpoint(customer.sftp.connection_id)
-        result = backup.run_backup(partial(open_sftp, endpoint), store, customer.id, run_key, customer.sftp.paths,
-                                   customer.sftp.excludes, options.name_policy, options.engine)
+        result = run_backup(partial(open_sftp, endpoint), store, customer.id, run_key, customer.sftp.paths,
+                            customer.sftp.excludes, options.name_policy, options.engine)
     except Exception as exc:
         records.finish_run(engine, run_id, customer.id, files=0, bytes_=0, errors=[], stored_bytes=None,
-                           status=records.RunStatus.FAILED, skip_reason=str(exc)[:500])
+                           status=RunStatus.FAILED, detail=str(exc)[:500])
         raise
-    held = backup.stored_bytes(store, customer.id)
-    cap = capacity.contract_capacity_bytes(customer, load_catalog(settings.catalog_path()),
-                                           (at or datetime.now(TOKYO)).astimezone(TOKYO).date())
+    held = repository.stored_bytes(store, customer.id)
+    plan = customer.plan_in_use(tokyo_date(at or utcnow()))
+    cap = load_catalog(settings.catalog_path()).plan(plan).contract_capacity_bytes
     # The run's outcome and the notices it causes (art. 17(2), 17(3)) commit together or not at all.
     with engine.begin() as conn:
         status = records.finish_run(conn, run_id, customer.id, files=result.files, bytes_=result.bytes,
                                     errors=result.errors, stored_bytes=held)
         records.record_snapshot(conn, run_id, customer.id, result.snapshot_id,
-                                object_key(customer.id, snapshot.snapshot_key(result.snapshot_id)),
+                                snapshot.object_key(customer.id, snapshot.snapshot_key(result.snapshot_id)),
                                 file_count=result.files, total_bytes=result.bytes, files_read=result.files_read,
                                 bytes_uploaded=result.bytes_uploaded)
-        crossed = capacity.record_crossings(conn, customer.id, run_id, held, cap, options.capacity_thresholds)
+        crossed = records.record_crossings(conn, customer.id, run_id, held, cap, options.capacity_thresholds)
         queued = notices.queue_run_notices(conn, customer, run_id)
     log.info("%s: stored %d bytes of %d contracted (%.1f %%)%s", customer.id, held, cap, held * 100 / cap,
              f"; capacity thresholds crossed: {crossed}" if crossed else "")
@@ -123,7 +127,7 @@ def restore(customer_id: str, target: str, snapshot_id: str | None = None, sub_p
     """
     from pathlib import Path
 
-    from cloudbackup import restore as restoring
+    from cloudbackup.backup import restorer as restoring
 
     kind, _, rest = target.partition(":")
     if confined:
@@ -150,14 +154,14 @@ def restore(customer_id: str, target: str, snapshot_id: str | None = None, sub_p
 
 def verify(customer_id: str, snapshot_id: str | None = None) -> dict:
     """Re-read a snapshot's stored objects and check every hash."""
-    from cloudbackup import restore as restoring
+    from cloudbackup.backup.checker import verify as check
 
-    return asdict(restoring.verify(ObjectStore(connections.s3_endpoint()), customer_id, snapshot_id))
+    return asdict(check(ObjectStore(connections.s3_endpoint()), customer_id, snapshot_id))
 
 
 def billing_month_for(data_interval_start: datetime) -> BillingMonth:
     """The month a billing run closes: the one its data interval starts in, on the Tokyo calendar."""
-    return BillingMonth.of(data_interval_start.astimezone(TOKYO).date())
+    return BillingMonth.of(tokyo_date(data_interval_start))
 
 
 def issue_invoices(month: str, issue_date: str | None = None, dry_run: bool = False, draft_only: bool = False) -> dict:
@@ -165,7 +169,7 @@ def issue_invoices(month: str, issue_date: str | None = None, dry_run: bool = Fa
     on as the issue date; the CLI defaults to today. Customers not billed are listed under `failed`."""
     from datetime import date
 
-    from cloudbackup.operator_settings import load_operator
+    from cloudbackup.registry.operator import load_operator
 
     registry = load_registry(settings.registry_dir())
     for error in registry.errors:
@@ -173,8 +177,8 @@ def issue_invoices(month: str, issue_date: str | None = None, dry_run: bool = Fa
     for customer in registry.customers:
         for warning in customer.timeline_warnings:
             log.warning("%s", warning)
-    day = date.fromisoformat(issue_date) if issue_date else datetime.now(TOKYO).date()
-    result = invoices.issue_month(connections.database(), list(registry.customers),
+    day = date.fromisoformat(issue_date) if issue_date else tokyo_date(utcnow())
+    result = documents.issue_month(connections.database(), list(registry.customers),
                                   load_catalog(settings.catalog_path()), BillingMonth.parse(month), load_operator(),
                                   day, dry_run=dry_run, draft_only=draft_only)
     out = asdict(result)
@@ -183,11 +187,11 @@ def issue_invoices(month: str, issue_date: str | None = None, dry_run: bool = Fa
 
 
 def export_month_csv(month: str) -> str:
-    registry = load_registry(settings.registry_dir())
-    path = invoices.write_month_csv(connections.database(), list(registry.customers),
-                                    BillingMonth.parse(month), settings.export_dir())
-    log.info("month-end invoice CSV for %s written to %s", month, path)
-    return str(path)
+    """Both month-end CSV files; returns the per-invoice one."""
+    per_invoice, per_line = exports.write_month_csvs(connections.database(), BillingMonth.parse(month),
+                                                     settings.export_dir())
+    log.info("month-end invoice CSVs for %s written to %s and %s", month, per_invoice, per_line)
+    return str(per_invoice)
 
 
 class NoticesNotDelivered(Exception):
@@ -209,9 +213,8 @@ def deliver_notices() -> dict:
 def queue_event_notices() -> dict:
     """Queue notices not queued where their event was recorded: run digests, capacity events (backstop),
     declared maintenance windows still ahead (art. 13(2)) and registry suspensions (art. 14(2))."""
-    from cloudbackup.db import utcnow
-    from cloudbackup.maintenance import load_windows
     from cloudbackup.notices import sweep
+    from cloudbackup.registry.maintenance import load_windows
 
     registry = load_registry(settings.registry_dir())
     customers = list(registry.customers)
@@ -219,7 +222,7 @@ def queue_event_notices() -> dict:
     now = utcnow()
     events = sweep.queue_recorded_events(engine, customers, now)
     result = {"collection_errors": events.collection_errors, "capacity": events.capacity,
-              "suspension": sweep.announce_suspensions(engine, customers, now.astimezone(TOKYO).date())}
+              "suspension": sweep.announce_suspensions(engine, customers, tokyo_date(now))}
     # A broken maintenance.yaml must not hold back the other notices: queue them, then fail loudly.
     windows = load_windows(settings.registry_dir() / "maintenance.yaml")
     result["maintenance"] = sweep.announce_maintenance(engine, customers, windows, now)
@@ -228,6 +231,6 @@ def queue_event_notices() -> dict:
 
 
 def migrate_database() -> list[str]:
-    from cloudbackup import db
+    from cloudbackup.edges import db
 
     return db.migrate(connections.database())

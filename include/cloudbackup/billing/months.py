@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import calendar
 import re
 from dataclasses import dataclass
 from datetime import date
+
+from cloudbackup.clock import add_months, month_last_day
 
 
 @dataclass(frozen=True, order=True)
@@ -36,7 +37,7 @@ class BillingMonth:
 
     @property
     def last_day(self) -> date:
-        return date(self.year, self.month, calendar.monthrange(self.year, self.month)[1])
+        return month_last_day(self.year, self.month)
 
     @property
     def index(self) -> int:
@@ -44,8 +45,7 @@ class BillingMonth:
         return self.year * 12 + self.month - 1
 
     def plus(self, months: int) -> BillingMonth:
-        i = self.index + months
-        return BillingMonth(i // 12, i % 12 + 1)
+        return BillingMonth(*add_months(self.year, self.month, months))
 
     def next(self) -> BillingMonth:
         return self.plus(1)

@@ -6,8 +6,8 @@ import unicodedata
 
 from cloudbackup.billing.months import BillingMonth
 from cloudbackup.billing.rules import bill, explain
-from cloudbackup.catalog import Catalog
-from cloudbackup.registry import Customer
+from cloudbackup.registry.catalog import Catalog
+from cloudbackup.registry.customers import Customer
 
 _WIDTH = 60   # description column, in terminal cells (a CJK character takes two)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from cloudbackup.billing.invoice import Invoice, InvoiceLine, LineKind
 from cloudbackup.billing.months import BillingMonth
-from cloudbackup.catalog import Catalog, Plan, PriceVersion
-from cloudbackup.registry import Customer
+from cloudbackup.registry.catalog import Catalog, Plan, PriceVersion
+from cloudbackup.registry.customers import Customer
 
 # Suspensions (art. 14) are deliberately absent from every rule below: a suspended customer is charged
 # as if served (art. 21(2)). Late-payment charges are absent too: there are none (art. 24).

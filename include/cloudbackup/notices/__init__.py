@@ -11,13 +11,7 @@ from cloudbackup.notices.delivery import (
     outbox_counts,
     retry_stuck,
 )
-from cloudbackup.notices.kinds import (
-    CapacityNotice,
-    CollectionErrorDigest,
-    MaintenanceWindow,
-    Suspension,
-    SuspensionReason,
-)
+from cloudbackup.notices.kinds import CapacityNotice, CollectionErrorDigest
 from cloudbackup.notices.outbox import (
     message_id,
     queue,
@@ -31,8 +25,7 @@ from cloudbackup.notices.templating import KINDS, LANGUAGES, RenderedNotice, ren
 
 __all__ = [
     "KINDS", "LANGUAGES", "MAX_ATTEMPTS", "CapacityNotice", "CollectionErrorDigest", "DeliveryPolicy",
-    "DeliveryReport", "MaintenanceWindow", "NoticeRecord", "Outcome", "RenderedNotice", "Suspension",
-    "SuspensionReason", "deliver_pending", "list_notices", "message_id", "outbox_counts", "queue",
-    "queue_capacity", "queue_collection_errors", "queue_maintenance", "queue_run_notices", "queue_suspension", "render",
-    "retry_stuck", "yen",
+    "DeliveryReport", "NoticeRecord", "Outcome", "RenderedNotice", "deliver_pending", "list_notices", "message_id",
+    "outbox_counts", "queue", "queue_capacity", "queue_collection_errors", "queue_maintenance", "queue_run_notices",
+    "queue_suspension", "render", "retry_stuck", "yen",
 ]

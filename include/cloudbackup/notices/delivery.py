@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import smtplib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,9 +12,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from cloudbackup import mail
-from cloudbackup.connections import SmtpEndpoint
-from cloudbackup.db import from_db_time, to_db_time, utcnow
+from cloudbackup.clock import utcnow
+from cloudbackup.edges import smtp
+from cloudbackup.edges.connections import SmtpEndpoint
+from cloudbackup.edges.db import from_db_time, to_db_time
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +130,6 @@ def _mark_failed(engine: Engine, row, token: str, now: datetime, error: str,  # 
     return Outcome(row.id, row.kind, row.customer_id, row.recipient, row.message_id, attempts, now, error, stuck)
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, smtplib.SMTPResponseException):
-        detail = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
-        return f"{type(exc).__name__}: {exc.smtp_code} {detail}"
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _log(o: Outcome) -> Outcome:
     if o.error is None:
         log.info("SENT notice %s %s to %s (customer %s) at %s, Message-ID %s", o.id, o.kind, o.recipient,
@@ -165,7 +158,7 @@ def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | N
     outcomes: list[Outcome] = []
     unavailable: str | None = None
     due = _due_ids(engine, now(), policy)
-    with mail.Session(ep) as session:
+    with smtp.Session(ep) as session:
         for first in range(0, len(due), policy.claim_chunk):
             claimed = _claim(engine, due[first:first + policy.claim_chunk], token, now(), policy)
             for n, (row, earlier_claim) in enumerate(claimed):
@@ -173,28 +166,28 @@ def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | N
                     log.warning("notice %s: an earlier delivery claimed it and ended without an outcome; sending "
                                 "again with the same Message-ID %s", row.id, row.message_id)
                 try:
-                    msg = mail.build_message(ep.sender, row.recipient, row.subject, row.body_text, row.body_html,
+                    msg = smtp.build_message(ep.sender, row.recipient, row.subject, row.body_text, row.body_html,
                                              row.message_id, row.kind)
                 except (ValueError, TypeError) as exc:  # a recipient or subject no message can carry
-                    outcomes.append(_log(_mark_failed(engine, row, token, now(), _describe(exc), policy)))
+                    outcomes.append(_log(_mark_failed(engine, row, token, now(), smtp.describe(exc), policy)))
                     continue
                 try:
                     session.send(msg)
-                except (mail.SmtpUnavailable, smtplib.SMTPSenderRefused) as exc:
+                except smtp.SmtpUnavailable as exc:
                     # The server, or our sender address, is the problem: no attempt counted against notices.
-                    unavailable = _describe(exc) if isinstance(exc, smtplib.SMTPSenderRefused) else str(exc)
+                    unavailable = str(exc)
                     _release(engine, [int(r.id) for r, _ in claimed[n:]], token)
                     break
-                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
+                except smtp.MessageRefused as exc:
                     # This message refused (4xx/5xx); the session goes on with the next one.
-                    outcomes.append(_log(_mark_failed(engine, row, token, now(), _describe(exc), policy)))
+                    outcomes.append(_log(_mark_failed(engine, row, token, now(), str(exc), policy)))
                     continue
-                except OSError as exc:  # smtplib.SMTPException is an OSError too
+                except smtp.ConnectionDropped as exc:
                     # Lost mid-message: the server did not accept it. Counted, so a message that always
                     # breaks the connection ends up stuck instead of blocking the queue forever.
-                    outcomes.append(_log(_mark_failed(engine, row, token, now(), _describe(exc), policy)))
+                    outcomes.append(_log(_mark_failed(engine, row, token, now(), str(exc), policy)))
                     session.drop()
-                    unavailable = _describe(exc)
+                    unavailable = str(exc)
                     _release(engine, [int(r.id) for r, _ in claimed[n + 1:]], token)
                     break
                 outcomes.append(_log(_mark_sent(engine, row, token, now())))

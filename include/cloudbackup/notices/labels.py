@@ -1,6 +1,20 @@
-"""Customer-facing words for the codes notices carry (collection error reasons, suspension reasons)."""
+"""Customer-facing words for the codes notices carry: the enums of backup.outcomes and the suspension reasons."""
 
 from __future__ import annotations
+
+from enum import StrEnum
+
+from cloudbackup.backup.outcomes import CollectionErrorReason, RunStatus, SkipReason
+from cloudbackup.registry.customers import SuspensionReason
+
+# Each group words every value of its enum in every language (a test checks it); `label` still falls back to
+# the code itself rather than fail a notice.
+GROUPS: dict[str, type[StrEnum]] = {
+    "collection_error": CollectionErrorReason,
+    "run_status": RunStatus,
+    "skip": SkipReason,
+    "suspension": SuspensionReason,
+}
 
 LABELS: dict[str, dict[str, dict[str, str]]] = {
     "collection_error": {
@@ -8,17 +22,41 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
             "name_policy": "ファイル名が所定の形式ではないため収集対象外（約款第18条第2項）",
             "permission_denied": "アクセス権限がないため読み取れませんでした",
             "vanished": "収集中にファイルが削除・移動されました",
-            "not_a_regular_file": "通常のファイルではないため収集対象外",
-            "read_error": "読み取り中にエラーが発生しました",
-            "too_large": "容量の上限を超えるため収集できませんでした",
+            "changed_during_read": "読み取り中にファイルが変更されたため、次回の収集で取得します",
+            "unreadable": "読み取り中にエラーが発生しました",
         },
         "en": {
             "name_policy": "file name not in the required format, not collected (terms art. 18(2))",
             "permission_denied": "permission denied",
             "vanished": "file deleted or moved during collection",
-            "not_a_regular_file": "not a regular file, not collected",
-            "read_error": "read error during collection",
-            "too_large": "over the capacity limit, not collected",
+            "changed_during_read": "file changed while it was read; it is collected by the next run",
+            "unreadable": "read error during collection",
+        },
+    },
+    "run_status": {
+        "ja": {
+            "running": "実行中",
+            "succeeded": "正常終了",
+            "succeeded_with_errors": "一部のファイルを収集できませんでした",
+            "failed": "失敗（バックアップは作成されていません）",
+            "skipped": "収集対象外",
+        },
+        "en": {
+            "running": "running",
+            "succeeded": "succeeded",
+            "succeeded_with_errors": "some files were not collected",
+            "failed": "failed (no backup was made)",
+            "skipped": "not collected",
+        },
+    },
+    "skip": {
+        "ja": {
+            "suspended": "サービスの利用停止中のため（約款第14条）",
+            "maintenance": "メンテナンスによるサービス停止中のため（約款第13条）",
+        },
+        "en": {
+            "suspended": "the service is suspended (terms art. 14)",
+            "maintenance": "the service is stopped for maintenance (terms art. 13)",
         },
     },
     "suspension": {

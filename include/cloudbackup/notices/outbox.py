@@ -9,20 +9,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cloudbackup.db import from_db_time, to_db_time, utcnow
+from cloudbackup.clock import utcnow
+from cloudbackup.edges.db import from_db_time, to_db_time
 from cloudbackup.notices.kinds import (
     DIGEST_PATHS,
-    TOKYO,
     CapacityNotice,
     CollectionErrorDigest,
     ErrorPath,
-    MaintenanceWindow,
     ReasonCount,
-    Suspension,
     UsagePoint,
 )
 from cloudbackup.notices.templating import render
-from cloudbackup.registry import Customer
+from cloudbackup.registry.customers import Customer, Suspension
+from cloudbackup.registry.maintenance import Window
 
 log = logging.getLogger(__name__)
 
@@ -140,22 +139,23 @@ def queue_run_notices(conn: Connection, customer: Customer, backup_run_id: int) 
     return queued + sum(queue_capacity(conn, customer, int(e.id)) for e in events)
 
 
-def maintenance_key(window: MaintenanceWindow, customer: Customer) -> str:
+def maintenance_key(window: Window, customer: Customer) -> str:
     # The period is part of the key: a rescheduled window is a new notice, the same one is never repeated.
-    return f"maintenance:{window.id}:{window.starts_at.isoformat()}/{window.ends_at.isoformat()}:{customer.id}"
+    return f"maintenance:{window.id}:{window.start.isoformat()}/{window.end.isoformat()}:{customer.id}"
 
 
-def queue_maintenance(conn: Connection, customers: list[Customer], window: MaintenanceWindow) -> int:
+def queue_maintenance(conn: Connection, customers: list[Customer], window: Window) -> int:
     """Queue the advance notice of a maintenance window (art. 13(2)) to each customer; returns how many were new."""
-    if not window.emergency and window.starts_at <= utcnow():
-        raise ValueError(f"maintenance {window.id!r} starts at {window.starts_at.isoformat()}, not in the future: "
+    if not window.emergency and window.start <= utcnow():
+        raise ValueError(f"maintenance {window.id!r} starts at {window.start.isoformat()}, not in the future: "
                          "an advance notice must precede the stop (mark it emergency otherwise)")
     return sum(queue(conn, "maintenance", c, maintenance_key(window, c), {"window": window}) for c in customers)
 
 
 def queue_suspension(conn: Connection, customer: Customer, suspension: Suspension) -> bool:
     """Queue the notice of a customer's suspension (art. 14(2)) in the transaction that records it."""
-    if suspension.customer_id != customer.id:
-        raise ValueError(f"suspension of {suspension.customer_id!r} cannot be sent to {customer.id!r}")
-    key = f"suspension:{customer.id}:{suspension.effective_at.astimezone(TOKYO).date().isoformat()}"
+    if suspension not in customer.suspensions:
+        # Art. 33: a customer is told only of its own suspensions, as its registry file records them.
+        raise ValueError(f"suspension from {suspension.from_} is not one of customer {customer.id!r}'s suspensions")
+    key = f"suspension:{customer.id}:{suspension.from_.isoformat()}"
     return queue(conn, "suspension", customer, key, {"suspension": suspension})

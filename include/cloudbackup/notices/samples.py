@@ -7,18 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from cloudbackup.billing import BillingMonth, bill
-from cloudbackup.catalog import GB, load_catalog
-from cloudbackup.notices.kinds import (
-    CapacityNotice,
-    ErrorPath,
-    MaintenanceWindow,
-    Suspension,
-    SuspensionReason,
-    UsagePoint,
-    digest,
-)
+from cloudbackup.notices.kinds import CapacityNotice, ErrorPath, UsagePoint, digest
 from cloudbackup.notices.templating import KINDS, LANGUAGES, RenderedNotice, render
-from cloudbackup.registry import Customer
+from cloudbackup.registry.catalog import GB, load_catalog
+from cloudbackup.registry.customers import Customer, Suspension, SuspensionReason
+from cloudbackup.registry.maintenance import Window
 
 REPO_REGISTRY = Path(__file__).resolve().parents[3] / "dags" / "registry"
 SAMPLE_MONTH = BillingMonth(2026, 10)
@@ -37,8 +30,8 @@ def sample_customer(language: str, customer_id: str | None = None) -> Customer:
 
 def _invoice_context(customer: Customer, registry_dir: Path) -> dict[str, Any]:
     # Built by billing's own code (invoices.notice_context), so the preview shows what issuing sends.
-    from cloudbackup import invoices
-    from cloudbackup.operator_settings import load_operator
+    from cloudbackup.billing import documents as invoices
+    from cloudbackup.registry.operator import load_operator
 
     operator = load_operator(registry_dir / "operator.yaml")
     invoice = bill(customer, load_catalog(registry_dir / "catalog.yaml"), SAMPLE_MONTH)
@@ -65,12 +58,12 @@ def sample_context(kind: str, customer: Customer, registry_dir: Path = REPO_REGI
         last = history[-1]
         return {"capacity": CapacityNotice(80, last.stored_bytes, 100 * GB, last.at, history)}
     if kind == "maintenance":
-        return {"window": MaintenanceWindow(
-            "2026-12-maint-1", datetime(2026, 12, 5, 16, 0, tzinfo=UTC), datetime(2026, 12, 5, 22, 0, tzinfo=UTC),
-            details_ja="データセンター設備の定期保守", details_en="Scheduled data-centre maintenance")}
+        return {"window": Window(id="2026-12-maint-1", start=datetime(2026, 12, 5, 16, 0, tzinfo=UTC),
+                                 end=datetime(2026, 12, 5, 22, 0, tzinfo=UTC),
+                                 reason="データセンター設備の定期保守 / Scheduled data-centre maintenance")}
     if kind == "suspension":
-        return {"suspension": Suspension(customer.id, SuspensionReason.NON_PAYMENT,
-                                         datetime(2026, 12, 1, 0, 0, tzinfo=UTC))}
+        return {"suspension": Suspension.model_validate({"from": date(2026, 12, 1),
+                                                         "reason": SuspensionReason.NON_PAYMENT})}
     if kind == "invoice":
         return _invoice_context(customer, registry_dir)
     raise ValueError(f"no sample for notice kind {kind!r}")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from cloudbackup.db import to_db_time
-from cloudbackup.notices.kinds import TOKYO, MaintenanceWindow, Suspension
-from cloudbackup.notices.outbox import maintenance_key, queue, queue_capacity, queue_collection_errors
-from cloudbackup.registry import Customer
+from cloudbackup.clock import tokyo_date
+from cloudbackup.edges.db import to_db_time
+from cloudbackup.notices.outbox import maintenance_key, queue, queue_capacity, queue_collection_errors, queue_suspension
+from cloudbackup.registry.customers import Customer
+from cloudbackup.registry.maintenance import Window
 
 log = logging.getLogger(__name__)
 
@@ -62,28 +62,26 @@ def queue_recorded_events(engine: Engine, customers: Sequence[Customer], now: da
     return SweepResult(collection_errors=digests, capacity=capacity, unknown_customers=tuple(sorted(unknown)))
 
 
-def _affected(declared: Any, window: MaintenanceWindow, customers: Sequence[Customer]) -> list[Customer]:
-    listed = getattr(declared, "customers", "all")
-    first_day = window.starts_at.astimezone(TOKYO).date()
+def _affected(window: Window, customers: Sequence[Customer]) -> list[Customer]:
+    first_day = tokyo_date(window.start)
 
     def served(c: Customer) -> bool:
-        end = getattr(c, "contract_end", None)   # a contract over before the stop needs no notice of it
+        end = c.contract_end   # a contract over before the stop needs no notice of it
         return end is None or end >= first_day
 
-    return [c for c in customers if (listed == "all" or c.id in listed) and served(c)]
+    return [c for c in customers if (window.customers == "all" or c.id in window.customers) and served(c)]
 
 
-def announce_maintenance(engine: Engine, customers: Sequence[Customer], windows: Iterable[Any],
+def announce_maintenance(engine: Engine, customers: Sequence[Customer], windows: Iterable[Window],
                          now: datetime) -> int:
     """Advance notice (art. 13(2)) of every declared window still ahead; an emergency one while it lasts."""
     queued = 0
-    for declared in windows:
-        window = MaintenanceWindow.declared(declared)
-        if window.ends_at <= now or (window.starts_at <= now and not window.emergency):
+    for window in windows:
+        if window.end <= now or (window.start <= now and not window.emergency):
             continue
         with engine.begin() as conn:
             queued += sum(queue(conn, "maintenance", c, maintenance_key(window, c), {"window": window})
-                          for c in _affected(declared, window, customers))
+                          for c in _affected(window, customers))
     return queued
 
 
@@ -92,13 +90,9 @@ def announce_suspensions(engine: Engine, customers: Sequence[Customer], today: d
     """Notice (art. 14(2)) of each suspension in the registry that is ahead or began within the lookback."""
     queued = 0
     for customer in customers:
-        for declared in getattr(customer, "suspensions", ()):
-            start: date = declared.from_
-            if start < today - lookback or (declared.to is not None and declared.to < today):
+        for suspension in customer.suspensions:
+            if suspension.from_ < today - lookback or (suspension.to is not None and suspension.to < today):
                 continue
-            suspension = Suspension(customer.id, declared.reason or "other",
-                                    datetime.combine(start, time(0, 0), tzinfo=TOKYO))
             with engine.begin() as conn:
-                queued += queue(conn, "suspension", customer, f"suspension:{customer.id}:{start.isoformat()}",
-                                {"suspension": suspension})
+                queued += queue_suspension(conn, customer, suspension)
     return queued

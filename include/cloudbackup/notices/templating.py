@@ -10,8 +10,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
 
+from cloudbackup.clock import TOKYO
 from cloudbackup.notices import labels
-from cloudbackup.notices.kinds import TOKYO
 
 KINDS = ("collection_errors", "capacity", "maintenance", "suspension", "invoice")
 LANGUAGES = ("ja", "en")

@@ -1,0 +1,24 @@
+"""Tuning of the backup engine (backup.yaml's `engine:` section): parallelism, chunk and pack sizes, memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Tuning of one run; the defaults suit a 2-core worker on a LAN (see README, benchmark)."""
+
+    connections: int = 4                 # parallel SFTP sessions (Transports), one per reader thread
+    upload_threads: int = 4
+    chunk_size: int = 8 * MiB            # large files are stored as content-addressed chunks of this size
+    small_file_max: int = 1 * MiB        # files up to this size go into packs
+    pack_target: int = 16 * MiB
+    in_flight_bytes: int = 48 * MiB      # read but not yet stored: bounds memory whatever the file sizes
+    read_request: int = 128 * 1024       # bytes per SFTP read request
+    read_window: int = 32                # read requests in flight per file
+    progress_interval: float = 10.0
+
+

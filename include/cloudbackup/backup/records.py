@@ -1,0 +1,103 @@
+"""Backup-run records in the project's database: runs, collection errors, snapshots, capacity events.
+
+Row meanings: a `collection_errors` row is one path of one run that was not collected (its reason a
+`CollectionErrorReason`); a `capacity_events` row is one threshold the customer's stored bytes crossed
+upwards in that run. Statuses and reasons are the enums of `backup.outcomes`.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from cloudbackup.backup.capacity import DEFAULT_THRESHOLDS, crossings
+from cloudbackup.backup.outcomes import CollectionError, RunStatus, SkipReason
+from cloudbackup.clock import utcnow
+from cloudbackup.edges.db import insert_returning_id, to_db_time, transaction
+
+
+def start_run(bind: Engine | Connection, customer_id: str, run_key: str) -> int:
+    """Open (or, on an Airflow retry, reopen) the record of one run; returns its id."""
+    with transaction(bind) as conn:
+        row = conn.execute(sa.text("SELECT id FROM backup_runs WHERE customer_id = :c AND run_key = :k"),
+                           {"c": customer_id, "k": run_key}).first()
+        if row:
+            # A retry starts over: the errors of the failed attempt are not this attempt's.
+            conn.execute(sa.text("DELETE FROM collection_errors WHERE backup_run_id = :r"), {"r": row.id})
+            conn.execute(sa.text("DELETE FROM capacity_events WHERE backup_run_id = :r"), {"r": row.id})
+            conn.execute(sa.text("UPDATE backup_runs SET status = :s, started_at = :t, finished_at = NULL, "
+                                 "files_collected = 0, bytes_collected = 0, collection_error_count = 0, "
+                                 "skip_reason = NULL, detail = NULL WHERE id = :r"),
+                         {"s": RunStatus.RUNNING, "t": to_db_time(utcnow()), "r": row.id})
+            return int(row.id)
+        return insert_returning_id(
+            conn,
+            "INSERT INTO backup_runs (customer_id, run_key, status, started_at) VALUES (:c, :k, :s, :t)",
+            {"c": customer_id, "k": run_key, "s": RunStatus.RUNNING, "t": to_db_time(utcnow())})
+
+
+def finish_run(bind: Engine | Connection, run_id: int, customer_id: str, *, files: int, bytes_: int,
+               errors: list[CollectionError], stored_bytes: int | None,
+               status: RunStatus | None = None, skip_reason: SkipReason | None = None,
+               detail: str | None = None) -> RunStatus:
+    """Close the run with its collection errors in one transaction; returns the final status.
+
+    `detail` is the operator's explanation (why it failed, which window skipped it): never shown to customers.
+    """
+    final = status or (RunStatus.SUCCEEDED_WITH_ERRORS if errors else RunStatus.SUCCEEDED)
+    now = to_db_time(utcnow())
+    with transaction(bind) as conn:
+        if errors:
+            conn.execute(
+                sa.text("INSERT INTO collection_errors (backup_run_id, customer_id, path, reason, detail, "
+                        "recorded_at) VALUES (:r, :c, :p, :reason, :d, :t)"),
+                [{"r": run_id, "c": customer_id, "p": e.path, "reason": e.reason, "d": e.detail, "t": now}
+                 for e in errors])
+        conn.execute(sa.text("UPDATE backup_runs SET status = :s, finished_at = :t, files_collected = :f, "
+                             "bytes_collected = :b, collection_error_count = :n, stored_bytes = :sb, "
+                             "skip_reason = :sr, detail = :d WHERE id = :r"),
+                     {"s": final, "t": now, "f": files, "b": bytes_, "n": len(errors), "sb": stored_bytes,
+                      "sr": skip_reason, "d": detail, "r": run_id})
+    return final
+
+
+def record_skipped(bind: Engine | Connection, customer_id: str, run_key: str, reason: SkipReason,
+                   detail: str = "") -> int:
+    """A run not collected (suspension, maintenance): recorded, never caught up later (art. 18(3))."""
+    run_id = start_run(bind, customer_id, run_key)
+    finish_run(bind, run_id, customer_id, files=0, bytes_=0, errors=[], stored_bytes=None,
+               status=RunStatus.SKIPPED, skip_reason=reason, detail=detail or None)
+    return run_id
+
+
+def record_snapshot(bind: Engine | Connection, run_id: int, customer_id: str, snapshot_id: str, manifest_key: str, *,
+                    file_count: int, total_bytes: int, files_read: int, bytes_uploaded: int) -> None:
+    with transaction(bind) as conn:
+        conn.execute(sa.text(
+            "INSERT INTO snapshots (customer_id, backup_run_id, snapshot_id, manifest_key, file_count, total_bytes, "
+            "files_read, bytes_uploaded, created_at) VALUES (:c, :r, :s, :k, :fc, :tb, :fr, :bu, :t)"),
+            {"c": customer_id, "r": run_id, "s": snapshot_id, "k": manifest_key, "fc": file_count,
+             "tb": total_bytes, "fr": files_read, "bu": bytes_uploaded, "t": to_db_time(utcnow())})
+
+
+def previous_stored_bytes(bind: Engine | Connection, customer_id: str, run_id: int) -> int | None:
+    """Stored bytes measured by the customer's latest earlier run that measured them."""
+    with transaction(bind) as conn:
+        return conn.execute(sa.text(
+            "SELECT stored_bytes FROM backup_runs WHERE customer_id = :c AND id <> :r AND stored_bytes IS NOT NULL "
+            "ORDER BY finished_at DESC, id DESC LIMIT 1"), {"c": customer_id, "r": run_id}).scalar()
+
+
+def record_crossings(bind: Engine | Connection, customer_id: str, run_id: int, stored_bytes: int, capacity_bytes: int,
+                     thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS) -> list[int]:
+    """Insert one capacity_events row per threshold crossed by this run; returns the thresholds."""
+    crossed = crossings(previous_stored_bytes(bind, customer_id, run_id), stored_bytes, capacity_bytes, thresholds)
+    if crossed:
+        now = to_db_time(utcnow())
+        with transaction(bind) as conn:
+            conn.execute(sa.text(
+                "INSERT INTO capacity_events (customer_id, backup_run_id, threshold_percent, stored_bytes, "
+                "contract_capacity_bytes, recorded_at) VALUES (:c, :r, :t, :s, :cap, :now)"),
+                [{"c": customer_id, "r": run_id, "t": t, "s": stored_bytes, "cap": capacity_bytes, "now": now}
+                 for t in crossed])
+    return crossed

@@ -1,0 +1,184 @@
+"""The customer's repository in S3: reading its snapshots, and the writer that stores packs and chunks.
+
+The format itself (keys, manifest, index) is `backup.format`; the bucket operations are `edges.s3`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from cloudbackup.backup import format as snap
+from cloudbackup.backup.format import SHA256_META, customer_prefix, object_key
+from cloudbackup.backup.options import EngineOptions
+from cloudbackup.backup.walk import RemoteFile
+from cloudbackup.edges.s3 import ObjectStore
+
+
+def latest_snapshot_id(store: ObjectStore, customer_id: str) -> str | None:
+    prefix = customer_prefix(customer_id) + snap.SNAPSHOTS
+    ids = [k[len(prefix):].removesuffix(".json.gz") for k, _ in store.list_keys(prefix) if k.endswith(".json.gz")]
+    return max(ids) if ids else None
+
+
+def list_snapshots(store: ObjectStore, customer_id: str) -> list[str]:
+    prefix = customer_prefix(customer_id) + snap.SNAPSHOTS
+    return sorted(k[len(prefix):].removesuffix(".json.gz") for k, _ in store.list_keys(prefix)
+                  if k.endswith(".json.gz"))
+
+
+def load_manifest(store: ObjectStore, customer_id: str, snapshot_id: str | None = None) -> snap.Manifest | None:
+    """The named snapshot, or the latest one; None when the customer has none yet."""
+    snapshot_id = snapshot_id or latest_snapshot_id(store, customer_id)
+    if snapshot_id is None:
+        return None
+    return snap.decode_manifest(store.get_bytes(object_key(customer_id, snap.snapshot_key(snapshot_id))))
+
+
+
+
+def stored_bytes(store: ObjectStore, customer_id: str) -> int:
+    """Bytes held for the customer: the sum of its object sizes under its prefix (see README)."""
+    return sum(size for _key, size in store.list_keys(customer_prefix(customer_id)))
+
+
+class MemoryBudget:
+    """Bytes read but not yet stored; readers wait while the budget is spent."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self.cond = threading.Condition()
+
+    def acquire(self, n: int) -> int:
+        n = min(n, self.limit)
+        with self.cond:
+            self.cond.wait_for(lambda: self.used + n <= self.limit)
+            self.used += n
+        return n
+
+    def release(self, n: int) -> None:
+        with self.cond:
+            self.used -= n
+            self.cond.notify_all()
+
+
+@dataclass
+class _Pack:
+    pack_id: str
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+    entries: list[snap.FileEntry] = field(default_factory=list)
+
+
+class RepositoryWriter:
+    """The customer's stored objects as one run sees them: known blobs, uploads, packs (thread-safe)."""
+
+    def __init__(self, store: ObjectStore, customer_id: str, options: EngineOptions) -> None:
+        self.store, self.customer_id, self.options = store, customer_id, options
+        self.bytes_uploaded = self.objects_uploaded = 0
+        self.lock = threading.Lock()
+        self.small: dict[str, tuple[str, int, int]] = {}   # sha256 → (pack key, offset, length)
+        self.data_keys: set[str] = set()
+        self.pack: _Pack | None = None
+        self.budget = MemoryBudget(options.in_flight_bytes)
+        self.pool = ThreadPoolExecutor(options.upload_threads, thread_name_prefix="upload")
+        self.futures: list[Future] = []
+        self.index_keys: list[str] = []
+
+    def key(self, relative: str) -> str:
+        return object_key(self.customer_id, relative)
+
+    def learn(self, entries: list[snap.FileEntry]) -> None:
+        for e in entries:
+            for key, offset, length in e.chunks:
+                if key.startswith(snap.PACKS) and len(e.chunks) == 1:
+                    self.small.setdefault(e.sha256, (key, offset, length))
+                elif key.startswith(snap.DATA):
+                    self.data_keys.add(key)
+
+    def _put(self, relative: str, data: bytes, sha256: str) -> None:
+        self.store.put_bytes(self.key(relative), data, metadata={SHA256_META: sha256})
+        with self.lock:
+            self.bytes_uploaded += len(data)
+            self.objects_uploaded += 1
+
+    # -- small files: packs ------------------------------------------------------------------------------
+    def add_small(self, f: RemoteFile, data: bytes) -> snap.FileEntry:
+        sha = hashlib.sha256(data).hexdigest()
+        sealed = None
+        with self.lock:
+            ref = self.small.get(sha)
+            if ref is None and data:
+                if self.pack is None:
+                    self.pack = _Pack(secrets.token_hex(16))
+                ref = (snap.pack_key(self.pack.pack_id), self.pack.size, len(data))
+                self.pack.parts.append(data)
+                self.pack.size += len(data)
+                self.small[sha] = ref
+            entry = snap.FileEntry(f.path, f.size, f.mtime, f.mode, sha, (ref,) if ref else ())
+            if self.pack is not None and ref and ref[0] == snap.pack_key(self.pack.pack_id):
+                self.pack.entries.append(entry)
+                if self.pack.size >= self.options.pack_target:
+                    sealed, self.pack = self.pack, None
+        if sealed:
+            self._submit_pack(sealed)
+        return entry
+
+    def flush(self) -> None:
+        with self.lock:
+            sealed, self.pack = self.pack, None
+        if sealed and sealed.parts:
+            self._submit_pack(sealed)
+
+    def _submit_pack(self, pack: _Pack) -> None:
+        held = self.budget.acquire(pack.size)
+
+        def upload() -> None:
+            try:
+                body = b"".join(pack.parts)
+                self._put(snap.pack_key(pack.pack_id), body, hashlib.sha256(body).hexdigest())
+                self.write_index(pack.pack_id, pack.entries)
+            finally:
+                self.budget.release(held)
+
+        with self.lock:
+            self.futures.append(self.pool.submit(upload))
+
+    def write_index(self, name: str, entries: list[snap.FileEntry]) -> None:
+        """After the bytes arrived: lets an interrupted run's successor skip them (removed with the snapshot)."""
+        relative = f"{snap.INDEX}{name}.json"
+        self.store.put_bytes(self.key(relative), snap.encode_index(entries))
+        with self.lock:
+            self.index_keys.append(relative)
+
+    # -- large files: content-addressed chunks -----------------------------------------------------------
+    def add_chunk(self, data: bytes, held: int) -> tuple[str, Future | None]:
+        sha = hashlib.sha256(data).hexdigest()
+        relative = snap.data_key(sha)
+        with self.lock:
+            known = relative in self.data_keys
+            self.data_keys.add(relative)
+        if known:
+            self.budget.release(held)
+            return relative, None
+
+        def upload() -> None:
+            try:
+                self._put(relative, data, sha)
+            finally:
+                self.budget.release(held)
+
+        return relative, self.pool.submit(upload)
+
+    def wait(self) -> None:
+        """Every upload submitted so far has finished; the first failure is raised."""
+        while True:
+            with self.lock:
+                pending, self.futures = self.futures, []
+            if not pending:
+                return
+            for fut in pending:
+                fut.result()

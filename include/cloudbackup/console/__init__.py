@@ -1,0 +1,1 @@
+"""The operations console: queries over the project's DB, HTML pages, and the FastAPI app Airflow mounts."""

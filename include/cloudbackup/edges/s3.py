@@ -1,0 +1,79 @@
+"""S3 edge (MinIO in production, SeaweedFS in tests): the few bucket operations the service needs, via minio."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import urllib3
+from minio import Minio
+
+from cloudbackup.edges.connections import S3Endpoint
+
+PART_SIZE = 16 * 1024 * 1024
+MIN_PART_SIZE = 5 * 1024 * 1024
+
+
+class _Whole:
+    """A reader handing out its buffer itself: io.BytesIO.read would copy every part once more."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data: bytes | None = data
+
+    def read(self, size: int = -1) -> bytes:
+        data, self.data = self.data, None
+        if data is None:
+            return b""
+        if 0 <= size < len(data):
+            raise ValueError("_Whole is read in one piece")
+        return data
+
+
+class ObjectStore:
+    """The few S3 operations the service needs, on one bucket."""
+
+    def __init__(self, ep: S3Endpoint) -> None:
+        self.bucket = ep.bucket
+        # Several upload threads share the client: a pool as large as the parallelism avoids reconnects.
+        http = urllib3.PoolManager(maxsize=16, retries=urllib3.Retry(total=3, backoff_factor=0.2,
+                                                                     status_forcelist=[500, 502, 503, 504]),
+                                   timeout=urllib3.Timeout(connect=30, read=300))
+        self.client = Minio(ep.endpoint, access_key=ep.access_key, secret_key=ep.secret_key,
+                            secure=ep.secure, region=ep.region, http_client=http)
+
+    def ensure_bucket(self) -> None:
+        if not self.client.bucket_exists(self.bucket):
+            self.client.make_bucket(self.bucket)
+
+    def put_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
+        """One PUT (no multipart) of a buffer the caller already holds, without copying it again."""
+        self.client.put_object(self.bucket, key, _Whole(data), len(data),
+                               part_size=max(MIN_PART_SIZE, len(data)), metadata=metadata)
+
+    def get_bytes(self, key: str, offset: int = 0, length: int = 0) -> bytes:
+        return b"".join(self.iter_range(key, offset, length))
+
+    def iter_range(self, key: str, offset: int = 0, length: int = 0, piece: int = 1024 * 1024) -> Iterator[bytes]:
+        """The object's bytes (or `length` bytes from `offset`; 0 = to the end) in bounded pieces."""
+        resp = self.client.get_object(self.bucket, key, offset=offset, length=length)
+        try:
+            yield from resp.stream(piece)
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def remove(self, key: str) -> None:
+        self.client.remove_object(self.bucket, key)
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """User metadata of the object, lower-cased names without the x-amz-meta- prefix."""
+        stat = self.client.stat_object(self.bucket, key)
+        out = {}
+        for name, value in (stat.metadata or {}).items():
+            lower = name.lower()
+            if lower.startswith("x-amz-meta-"):
+                out[lower.removeprefix("x-amz-meta-")] = value
+        return out
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, int]]:
+        for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
+            yield obj.object_name, obj.size or 0

@@ -1,0 +1,40 @@
+"""Operator settings for backups (dags/registry/backup.yaml): file-name policy, capacity thresholds, engine tuning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from cloudbackup.backup.capacity import DEFAULT_THRESHOLDS
+from cloudbackup.backup.names import NamePolicy
+from cloudbackup.backup.options import EngineOptions
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    name_policy: NamePolicy = field(default_factory=NamePolicy)
+    capacity_thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
+    engine: EngineOptions = field(default_factory=EngineOptions)
+
+
+def load_backup_settings(path: Path) -> BackupSettings:
+    """Defaults when the file is absent; unknown keys are refused with the file and key named."""
+    if not path.exists():
+        return BackupSettings()
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    unknown = set(data) - {"name_policy", "capacity_thresholds_percent", "engine"}
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}")
+    try:
+        thresholds = tuple(sorted(int(t) for t in data.get("capacity_thresholds_percent", DEFAULT_THRESHOLDS)))
+        if any(t <= 0 for t in thresholds):
+            raise ValueError("capacity_thresholds_percent must be positive")
+        engine = dict(data.get("engine") or {})
+        bad = set(engine) - set(EngineOptions.__dataclass_fields__)
+        if bad:
+            raise ValueError(f"engine: unknown field(s) {sorted(bad)}")
+        return BackupSettings(NamePolicy.from_mapping(data.get("name_policy")), thresholds, EngineOptions(**engine))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc

@@ -1,0 +1,321 @@
+"""Customer registry: one YAML file per customer, validated into plain models (the contract timeline)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cloudbackup.clock import TOKYO, add_months, month_last_day
+from cloudbackup.registry.yamlfile import load_model, read_yaml
+
+CUSTOMER_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
+_CRON_FIELDS = 5
+CURE_PERIOD = timedelta(days=14)  # art. 12: a suspension not cured within 14 days may end the contract
+
+
+class Language(StrEnum):
+    JA = "ja"
+    EN = "en"
+
+
+class CustomerStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class SuspensionReason(StrEnum):
+    """Why the operator suspends a customer (art. 14(1)); notices word each code for the customer."""
+
+    NON_PAYMENT = "non_payment"
+    TERMS_VIOLATION = "terms_violation"
+    UNAUTHORIZED_ACCESS = "unauthorized_access"
+    OTHER = "other"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlanChange(_Strict):
+    """One entry of the plan history (art. 9): which plan, approved when, used from when."""
+
+    plan: str
+    approved_on: date
+    started_using_on: date
+
+
+class Suspension(_Strict):
+    """A suspension of the service (art. 14), `from` to `to` inclusive; `to` absent while it lasts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: date = Field(alias="from")
+    to: date | None = None
+    reason: str = ""
+    emergency: bool = False          # art. 14(2): no advance notice was possible
+
+    @property
+    def effective_at(self) -> datetime:
+        """The suspension starts at 00:00 Tokyo on its first day."""
+        return datetime.combine(self.from_, time(0, 0), tzinfo=TOKYO)
+
+    @property
+    def cure_by(self) -> date:
+        """Last day (Tokyo calendar) to cure the cause before the operator may terminate (art. 12)."""
+        return self.from_ + CURE_PERIOD
+
+    @property
+    def notice_reason(self) -> str:
+        """What the suspension notice names as the reason: a SuspensionReason code, `other` when none is given."""
+        return self.reason or SuspensionReason.OTHER
+
+
+class Cancellation(_Strict):
+    """The customer's cancellation (art. 11): when notice was given and the last day of service asked for."""
+
+    notice_date: date
+    requested_end: date
+
+
+class OperatorTermination(_Strict):
+    """Termination by the operator (art. 12); `date` is the last day of service."""
+
+    date: date
+    reason: str = ""
+
+
+class SftpSource(_Strict):
+    """The areas the customer designated on its own server (art. 16)."""
+
+    connection_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    paths: Annotated[list[str], Field(min_length=1)]
+    excludes: list[str] = []
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute_paths(cls, paths: list[str]) -> list[str]:
+        for p in paths:
+            if not p.startswith("/"):
+                raise ValueError(f"designated path {p!r} must be absolute")
+            if any(part == ".." for part in p.split("/")):
+                raise ValueError(f"designated path {p!r} must not contain '..'")
+        if len(set(paths)) != len(paths):
+            raise ValueError("designated paths must not repeat")
+        return paths
+
+
+class Customer(_Strict):
+    """A customer's contract as the registry file states it."""
+
+    id: str = Field(pattern=CUSTOMER_ID)
+    name: str = Field(min_length=1)
+    notice_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    language: Language = Language.JA
+    sales_agent: str
+    contract_date: date
+    service_start_date: date
+    plans: Annotated[list[PlanChange], Field(min_length=1)]
+    sftp: SftpSource
+    schedule: str
+    status: CustomerStatus = CustomerStatus.ACTIVE
+    # The contract timeline beyond start and plan changes (art. 8, 11, 12, 14, 21(3)); all optional.
+    suspensions: list[Suspension] = []
+    cancellation: Cancellation | None = None
+    operator_termination: OperatorTermination | None = None
+    cancelled_before_start_on: date | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != _CRON_FIELDS:
+            raise ValueError(f"schedule {value!r} must be a 5-field cron expression (Asia/Tokyo)")
+        return value
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Customer:
+        if self.service_start_date < self.contract_date:
+            raise ValueError("service_start_date is before contract_date")
+        previous = None
+        for change in self.plans:
+            if previous and change.started_using_on <= previous.started_using_on:
+                raise ValueError("plans must be listed in order of started_using_on")
+            previous = change
+        _check_timeline(self)
+        return self
+
+    @property
+    def minimum_term_end(self) -> date:
+        """Last day of the minimum term: one month from the contract date (art. 8(1))."""
+        return one_month_period_end(self.contract_date)
+
+    @property
+    def earliest_legal_end(self) -> date | None:
+        """Earliest last day of service a cancellation can have: one month's notice, and not inside the
+        minimum term (art. 8, 11(1)). None without a cancellation."""
+        if self.cancellation is None:
+            return None
+        return max(self.minimum_term_end, one_month_period_end(self.cancellation.notice_date))
+
+    @property
+    def cancellation_end(self) -> date | None:
+        """The last day of service the cancellation takes effect on: the requested end, moved to the
+        earliest legal end when it asks for an earlier day (see `timeline_warnings`)."""
+        if self.cancellation is None:
+            return None
+        return max(self.cancellation.requested_end, self.earliest_legal_end)
+
+    @property
+    def contract_end(self) -> date | None:
+        """Last day of service (the 利用終了日 of art. 22(1)), or None while the contract runs on."""
+        ends = [d for d in (self.cancellation_end,
+                            self.operator_termination.date if self.operator_termination else None) if d]
+        return min(ends) if ends else None
+
+    @property
+    def timeline_warnings(self) -> tuple[str, ...]:
+        """Corrections the registry applied to this customer's timeline, worded for the operator."""
+        c = self.cancellation
+        if c is None or c.requested_end >= self.earliest_legal_end:
+            return ()
+        why = (f"one month's notice from {c.notice_date}" if self.earliest_legal_end > self.minimum_term_end
+               else f"the minimum term from the contract date {self.contract_date}")
+        return (f"customer {self.id}: field 'cancellation.requested_end': {c.requested_end} is earlier than the "
+                f"earliest legal end {self.earliest_legal_end} ({why}, art. 8, 11); the contract ends on "
+                f"{self.earliest_legal_end}",)
+
+    def plan_in_use(self, day: date) -> str:
+        """The plan whose capacity applies on `day`: the last change the customer has started using (the first
+        plan before its start)."""
+        code = self.plans[0].plan
+        for change in self.plans:
+            if change.started_using_on <= day:
+                code = change.plan
+        return code
+
+    def suspended_on(self, day: date) -> bool:
+        """Whether `day` falls in a suspension (art. 14); suspended days are still charged (art. 21(2))."""
+        return any(s.from_ <= day and (s.to is None or day <= s.to) for s in self.suspensions)
+
+    @property
+    def dag_id(self) -> str:
+        return f"backup_{self.id.replace('-', '_')}"
+
+
+def one_month_period_end(start: date) -> date:
+    """Last day of a one-month period beginning on `start`: the day before the corresponding day of the
+    next month, or that month's last day when it has no corresponding day (Civil Code art. 143(2))."""
+    year, month = add_months(start.year, start.month, 1)
+    last = month_last_day(year, month)
+    if start.day > last.day:
+        return last
+    return date(year, month, start.day) - timedelta(days=1)
+
+
+def _timeline_error(field: str, message: str) -> ValueError:
+    return ValueError(f"field '{field}': {message}")
+
+
+def _check_timeline(c: Customer) -> None:
+    """Refuse timelines that cannot happen; the message names the customer and the field at fault."""
+    who = f"customer {c.id}"
+    for i, change in enumerate(c.plans[1:], start=1):
+        if change.approved_on < c.contract_date:
+            raise _timeline_error(f"plans.{i}.approved_on",
+                                  f"{who}: {change.approved_on} is before the contract date {c.contract_date}")
+    if c.cancelled_before_start_on is not None:
+        if not c.contract_date <= c.cancelled_before_start_on < c.service_start_date:
+            raise _timeline_error("cancelled_before_start_on",
+                                  f"{who}: {c.cancelled_before_start_on} must be on or after the contract date "
+                                  f"{c.contract_date} and before the service start {c.service_start_date}")
+        for field in ("cancellation", "operator_termination"):
+            if getattr(c, field) is not None:
+                raise _timeline_error(field, f"{who}: cancelled before the service start, so no {field} is possible")
+        if len(c.plans) > 1 or c.suspensions:
+            field = "plans" if len(c.plans) > 1 else "suspensions"
+            raise _timeline_error(field, f"{who}: cancelled before the service start, so no {field} is possible")
+        return
+    if c.cancellation is not None:
+        if c.cancellation.notice_date < c.contract_date:
+            raise _timeline_error("cancellation.notice_date",
+                                  f"{who}: {c.cancellation.notice_date} is before the contract date {c.contract_date}")
+        if c.cancellation.requested_end < c.service_start_date:
+            raise _timeline_error("cancellation.requested_end",
+                                  f"{who}: {c.cancellation.requested_end} is before the service start "
+                                  f"{c.service_start_date}; record a cancellation before the service start "
+                                  "as 'cancelled_before_start_on'")
+    if c.operator_termination is not None and c.operator_termination.date < c.service_start_date:
+        raise _timeline_error("operator_termination.date",
+                              f"{who}: {c.operator_termination.date} is before the service start "
+                              f"{c.service_start_date}")
+    end = c.contract_end
+    if end is not None:
+        for i, change in enumerate(c.plans[1:], start=1):
+            if change.started_using_on > end:
+                raise _timeline_error(f"plans.{i}.started_using_on",
+                                      f"{who}: {change.started_using_on} is after the contract end {end}")
+    previous: Suspension | None = None
+    for i, s in sorted(enumerate(c.suspensions), key=lambda pair: pair[1].from_):   # i: index in the file
+        if s.to is not None and s.to < s.from_:
+            raise _timeline_error(f"suspensions.{i}.to", f"{who}: {s.to} is before its 'from' {s.from_}")
+        if s.from_ < c.service_start_date:
+            raise _timeline_error(f"suspensions.{i}.from",
+                                  f"{who}: {s.from_} is before the service start {c.service_start_date}")
+        if end is not None and s.from_ > end:
+            raise _timeline_error(f"suspensions.{i}.from", f"{who}: {s.from_} is after the contract end {end}")
+        if previous is not None and (previous.to is None or s.from_ <= previous.to):
+            raise _timeline_error(f"suspensions.{i}.from",
+                                  f"{who}: the suspension from {s.from_} overlaps the one from {previous.from_}")
+        previous = s
+
+
+@dataclass(frozen=True)
+class RegistryError:
+    """A customer file that could not be loaded, with the fields at fault."""
+
+    file: Path
+    problems: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.file}: " + "; ".join(self.problems)
+
+
+@dataclass(frozen=True)
+class Registry:
+    customers: tuple[Customer, ...]
+    errors: tuple[RegistryError, ...]
+
+    def get(self, customer_id: str) -> Customer:
+        for c in self.customers:
+            if c.id == customer_id:
+                return c
+        raise KeyError(f"no customer {customer_id!r} in the registry")
+
+
+def load_customer(path: Path) -> Customer:
+    """Load one customer file; raises ValueError naming the file and the field."""
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
+    customer = load_model(path, Customer, data)
+    if customer.id != path.stem:
+        raise ValueError(f"{path}: field 'id': {customer.id!r} must match the file name {path.stem!r}")
+    return customer
+
+
+def load_registry(directory: Path) -> Registry:
+    """Load every `customers/*.yaml` under `directory`; a broken file never hides the others."""
+    customers: list[Customer] = []
+    errors: list[RegistryError] = []
+    for path in sorted((directory / "customers").glob("*.y*ml")):
+        try:
+            customers.append(load_customer(path))
+        except ValueError as exc:
+            problems = str(exc).removeprefix(f"{path}: ")
+            errors.append(RegistryError(path, tuple(re.split(r"; (?=field )", problems))))
+    return Registry(tuple(customers), tuple(errors))

@@ -1,0 +1,99 @@
+"""Operator settings: the invoice issuer (qualified-invoice registration) and the sales agents (art. 23)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from cloudbackup import settings
+from cloudbackup.clock import add_months, month_last_day
+from cloudbackup.registry.yamlfile import load_model
+
+_REGISTRATION = re.compile(r"^T(\d{13})$")
+
+
+def corporate_number_check_digit(base12: str) -> int:
+    """Check digit of a 13-digit corporate number (法人番号), the leading digit, over the other 12."""
+    total = sum(int(d) * (1 if n % 2 else 2) for n, d in enumerate(reversed(base12), start=1))
+    return 9 - total % 9
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Issuer(_Strict):
+    """The invoice issuer as a registered qualified-invoice issuer (適格請求書発行事業者)."""
+
+    name: str = Field(min_length=1)
+    name_en: str = ""
+    corporation: bool = True       # a corporation's number is its corporate number, which has a check digit
+    registration_number: str
+    address: str = ""
+    invoice_number_prefix: str = Field(default="CB", pattern=r"^[A-Z0-9]{1,8}$")
+
+    @field_validator("registration_number", mode="before")
+    @classmethod
+    def _registration_number(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str) or not _REGISTRATION.match(value):
+            raise ValueError(f"{value!r} must be 'T' followed by 13 digits, e.g. T4010001234567")
+        digits = value[1:]
+        if info.data.get("corporation", True) and int(digits[0]) != corporate_number_check_digit(digits[1:]):
+            raise ValueError(f"{value!r}: check digit {digits[0]} is wrong (expected "
+                             f"{corporate_number_check_digit(digits[1:])}); a typo?")
+        return value
+
+
+class PaymentInstructions(_Strict):
+    """How and by when the customer pays the sales agent (art. 23), as printed on the invoice."""
+
+    method: str = Field(min_length=1)
+    method_en: str = ""
+    account: str = ""
+    account_en: str = ""
+    due_months_after_billing_month: int = Field(default=1, ge=0, le=12)
+    due_day: int = Field(default=31, ge=1, le=31)   # clamped to the month's last day
+
+    def due_date(self, billing_month_last_day: date) -> date:
+        year, month = add_months(billing_month_last_day.year, billing_month_last_day.month,
+                                 self.due_months_after_billing_month)
+        return date(year, month, min(self.due_day, month_last_day(year, month).day))
+
+
+class SalesAgent(_Strict):
+    name: str = Field(min_length=1)
+    name_en: str = ""
+    payment: PaymentInstructions
+
+
+class OperatorSettings(_Strict):
+    issuer: Issuer
+    sales_agents: Annotated[dict[str, SalesAgent], Field(min_length=1)]
+
+    @field_validator("sales_agents")
+    @classmethod
+    def _agent_codes(cls, agents: dict[str, SalesAgent]) -> dict[str, SalesAgent]:
+        for code in agents:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", code):
+                raise ValueError(f"sales agent code {code!r} must be lower-case letters, digits and '-'")
+        return agents
+
+    def agent(self, code: str) -> SalesAgent:
+        try:
+            return self.sales_agents[code]
+        except KeyError:
+            raise KeyError(f"sales agent {code!r} is not in the operator settings") from None
+
+
+def operator_path() -> Path:
+    return settings.registry_dir() / "operator.yaml"
+
+
+def load_operator(path: Path | None = None) -> OperatorSettings:
+    """Load the operator settings file; raises ValueError naming the file and the field."""
+    path = path or operator_path()
+    return load_model(path, OperatorSettings)
