@@ -147,7 +147,7 @@ def _token(c: Console, user: str) -> str:
 def test_anonymous_requests_are_refused(console_server: Console) -> None:
     """Plugin endpoints get no auth by themselves: every console URL must refuse a request without a login."""
     for path in ("/", "/customers/cust-0001", "/finance", "/finance/csv/invoices-2026-10.csv",
-                 "/finance/invoices/CB-00000001"):
+                 "/finance/invoices/CB-00000001", "/reports", "/reports/last_run_per_customer.csv"):
         r = httpx.get(f"{console_server.base}/cloudbackup{path}", timeout=10)
         assert r.status_code in (401, 403), path
         assert "cust-0001" not in r.text and "Fleet" not in r.text
@@ -165,6 +165,15 @@ def test_a_viewer_sees_the_fleet_but_not_finance(console_server: Console) -> Non
                      timeout=30).status_code == 200
     for path in ("/finance", "/finance/csv/invoices-2026-10.csv", "/finance/invoices/CB-00000001"):
         assert httpx.get(f"{console_server.base}/cloudbackup{path}", headers=headers, timeout=30).status_code == 403
+    # Reports: the ops ones for whoever reads the fleet, the finance ones only with the finance right.
+    page = httpx.get(f"{console_server.base}/cloudbackup/reports", headers=headers, timeout=30)
+    assert page.status_code == 200 and 'data-report="last_run_per_customer"' in page.text
+    assert "finance role needed" in page.text
+    ops_csv = httpx.get(f"{console_server.base}/cloudbackup/reports/last_run_per_customer.csv", headers=headers,
+                        timeout=30)
+    assert ops_csv.status_code == 200 and ops_csv.text.splitlines()[0].startswith("customer_id,status,")
+    assert httpx.get(f"{console_server.base}/cloudbackup/reports/invoices_for_month.csv?month=2026-10",
+                     headers=headers, timeout=30).status_code == 403
     # The "Cloud backup" tab on a backup DAG's page leads to that customer.
     tab = httpx.get(f"{console_server.base}/cloudbackup/dags/backup_hostile", headers=headers, timeout=30)
     assert tab.status_code == 303 and tab.headers["location"] == "/cloudbackup/customers/hostile"
@@ -252,6 +261,15 @@ def test_an_operator_logs_in_and_reads_fleet_customer_and_finance_pages_in_chrom
         assert page.locator("h1").inner_text() == f"Invoice {number}"
         assert page.locator("#lines tbody tr").count() >= 1
         _shot(page, "console-invoice.png")
+
+        # Reports: finance's month report from the form, the same rows as the month-end CSV.
+        page.goto(f"{base}/cloudbackup/reports")
+        form = page.locator('tr[data-report="invoices_for_month"] form')
+        form.get_by_label("month").fill("2026-10")
+        with page.expect_download() as download:
+            form.get_by_role("button", name="CSV").click()
+        report = list(csv.reader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
+        assert report[0][0] == "invoice_number" and len(report) == SEEDED + 2
 
         # In Airflow's navigation, the plugin page is an iframe of the console.
         page.goto(f"{base}/plugin/cloudbackup-fleet")

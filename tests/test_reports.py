@@ -39,3 +39,27 @@ def test_a_missing_parameter_or_unknown_report_is_named() -> None:
         reports.run(sa.create_engine("sqlite://"), "invoices_for_month", {})
     with pytest.raises(ValueError, match="no report 'nope'"):
         reports.run(sa.create_engine("sqlite://"), "nope", {})
+
+
+def test_the_cli_lists_and_runs_reports_as_csv(engine: sa.Engine, database: dict, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    """`cloudbackup reports list|run`: what ops and finance run on the shell, against the project's DB."""
+    import json
+
+    from cloudbackup import cli
+
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDBACKUP_DB", json.dumps(database))
+    run_id = records.start_run(engine, "acme", "run-1")
+    records.finish_run(engine, run_id, "acme", files=1, bytes_=10, errors=[], stored_bytes=10)
+    assert cli.main(["reports", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "last_run_per_customer" in listed and "Finance:" in listed and "Ops:" in listed
+    assert cli.main(["reports", "run", "last_run_per_customer"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("customer_id,status,") and lines[1].startswith("acme,succeeded,")
+    assert cli.main(["reports", "run", "invoices_for_month", "--param", "month=2026-10",
+                     "--out", str(tmp_path / "m.csv")]) == 0
+    assert (tmp_path / "m.csv").read_text(encoding="utf-8").startswith("invoice_number,")
+    assert cli.main(["reports", "run", "invoices_for_month"]) == 1
+    assert "needs parameter(s): month" in capsys.readouterr().err
+

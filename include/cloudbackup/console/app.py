@@ -21,6 +21,7 @@ from cloudbackup import settings
 from cloudbackup.billing.months import BillingMonth
 from cloudbackup.clock import utcnow
 from cloudbackup.console import queries as console
+from cloudbackup.console import reports
 from cloudbackup.console.pages import (
     BILLING_DAG_ID,
     CSV_FILES,
@@ -32,6 +33,7 @@ from cloudbackup.console.pages import (
     render_customer,
     render_finance,
     render_invoice,
+    render_reports,
 )
 from cloudbackup.edges import db
 
@@ -69,6 +71,12 @@ def create_app() -> FastAPI:
     # Finance pages and downloads: whoever may operate the billing DAG (simple auth manager: user, op, admin;
     # not viewer). Other auth managers grant it per DAG (e.g. FAB "can edit on DAG:billing_monthly").
     finance_access = Depends(requires_access_dag("PUT", param_dag_id=BILLING_DAG_ID))
+
+    def audiences(user: GetUserDep) -> set[str]:
+        # Ops reports: whoever reads DAGs (the route's dependency); finance reports: the finance pages' right.
+        finance = get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=BILLING_DAG_ID),
+                                                       user=user)
+        return {"ops", "finance"} if finance else {"ops"}
 
     def state() -> tuple[Registered, Engine]:
         return REGISTRY.get(settings.registry_dir()), project_engine()
@@ -129,6 +137,27 @@ def create_app() -> FastAPI:
         invoice, lines = found
         names = {c.id: c.name for c in reg.registry.customers}
         return render_invoice(invoice, lines, names.get(invoice.customer_id, ""))
+
+    @app.get("/reports", response_class=HTMLResponse, dependencies=[Depends(requires_access_dag("GET"))])
+    def reports_page(user: GetUserDep) -> str:
+        return render_reports(reports.describe(), audiences(user))
+
+    @app.get("/reports/{filename}", dependencies=[Depends(requires_access_dag("GET"))])
+    def report_download(filename: str, request: Request, user: GetUserDep) -> Response:
+        name = filename.removesuffix(".csv")
+        try:
+            report = reports.find(name)
+        except ValueError as exc:
+            raise HTTPException(404, str(exc)) from None
+        if report.audience not in audiences(user):
+            raise HTTPException(403, "Forbidden")
+        _, engine = state()
+        try:
+            columns, rows = reports.run(engine, name, dict(request.query_params))
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return Response(reports.to_csv(columns, rows), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
     return app
 

@@ -16,6 +16,7 @@ from cloudbackup.billing.months import BillingMonth
 from cloudbackup.clock import TOKYO, utcnow
 from cloudbackup.console import queries as console
 from cloudbackup.console.queries import CustomerDetail, FleetRow
+from cloudbackup.console.reports import Report
 from cloudbackup.notices.templating import yen
 from cloudbackup.registry.catalog import GB, Catalog, load_catalog
 from cloudbackup.registry.customers import Customer, Registry, load_registry
@@ -119,6 +120,11 @@ def render_finance(months: list[console.MonthSummary], selected: str | None,
     return ENV.get_template("console/finance.html.j2").render(
         months=months, selected=selected, invoices=month_invoices, names=names, csv_files=CSV_FILES,
         title="Finance")
+
+
+def render_reports(reports: list[Report], allowed: set[str]) -> str:
+    """The Reports page: every report, with a download form where the user's role allows it."""
+    return ENV.get_template("console/reports.html.j2").render(reports=reports, allowed=allowed, title="Reports")
 
 
 def render_invoice(invoice: console.InvoiceRow, lines: list[console.InvoiceLineRow], name: str) -> str:
