@@ -1,4 +1,4 @@
-"""Monthly billing as pure functions: billing months, the fee rules of the terms, invoices and their tax."""
+"""Monthly billing: months, the fee rules of the terms and invoices (pure); invoices as records and CSV exports."""
 
 from cloudbackup.billing.invoice import Invoice, InvoiceLine, LineKind, TaxSummary, tax_on
 from cloudbackup.billing.months import BillingMonth
