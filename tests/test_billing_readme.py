@@ -1,4 +1,4 @@
-"""The README's worked billing example is what `cloudbackup billing preview` prints for the demo customer."""
+"""The worked billing example (docs/billing.md) is what `cloudbackup billing preview` prints for the demo customer."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from conftest import ROOT
 
 def test_the_readme_worked_example_is_reproduced_exactly_by_billing_preview(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "billing.md").read_text(encoding="utf-8")
     section = readme.split("<!-- section: billing -->", 1)[1]
     match = re.search(r"```console\n\$ (cloudbackup billing preview [^\n]+)\n(.*?)```", section, re.DOTALL)
     assert match, "README billing section has no `$ cloudbackup billing preview` example"
