@@ -61,7 +61,7 @@ def test_a_customer_dag_copies_the_designated_areas_into_s3(
     assert run.state == "success"
     store = _store(stack, bucket)
     # Every stored object sits under the customer's prefix; file contents live in packs and chunks named by
-    # hash (README, "Backup repository layout"), so the proof of the copy is a restore from the manifest.
+    # hash (docs/storage-format.md), so the proof of the copy is a restore from the manifest.
     assert all(k.startswith(f"customers/{customer_id}/") for k, _ in store.list_keys(""))
     manifest = load_manifest(store, customer_id)
     expected = {rel: data for rel, data in files.items() if not rel.endswith(".tmp")}

@@ -9,7 +9,7 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """Tuning of one run; the defaults suit a 2-core worker on a LAN (see README, benchmark)."""
+    """Tuning of one run; the defaults suit a 2-core worker on a LAN (docs/development.md, "Benchmarks")."""
 
     connections: int = 4                 # parallel SFTP sessions (Transports), one per reader thread
     upload_threads: int = 4

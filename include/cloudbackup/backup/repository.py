@@ -41,7 +41,7 @@ def load_manifest(store: ObjectStore, customer_id: str, snapshot_id: str | None 
 
 
 def stored_bytes(store: ObjectStore, customer_id: str) -> int:
-    """Bytes held for the customer: the sum of its object sizes under its prefix (see README)."""
+    """Bytes held for the customer: the sum of its object sizes under its prefix (docs/storage-format.md)."""
     return sum(size for _key, size in store.list_keys(customer_prefix(customer_id)))
 
 
