@@ -25,8 +25,8 @@ def test_every_value_of_every_shared_enum_has_a_label(group: str, language: str)
 
 
 def test_the_groups_are_the_enums_the_engine_and_the_registry_record() -> None:
-    assert labels.GROUPS == {"collection_error": CollectionErrorReason, "run_status": RunStatus,
-                             "skip": SkipReason, "suspension": SuspensionReason}
+    assert {"collection_error": CollectionErrorReason, "run_status": RunStatus,
+                             "skip": SkipReason, "suspension": SuspensionReason} == labels.GROUPS
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from cloudbackup.billing.documents import Document
 from cloudbackup.billing.months import BillingMonth
 
-# Finance's month-end files, documented in docs/billing.md ("Month-end CSV files for finance"). Column order is the file's.
+# Finance's month-end files (docs/billing.md, "Month-end CSV files for finance"). Column order is the file's.
 INVOICE_CSV_COLUMNS = ["invoice_number", "document_type", "revision", "corrects_invoice_number", "customer_id",
                        "customer_name", "billing_month", "issue_date", "payment_due_date", "sales_agent",
                        "issuer_registration_number", "subtotal", "tax", "total", "issued_at"]
