@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # the d
 from common import write_results  # noqa: E402
 from devtools.console_seed import seed_fleet  # noqa: E402
 
+from cloudbackup.clock import utcnow  # noqa: E402
 from cloudbackup.console import pages as console_web  # noqa: E402
 from cloudbackup.edges import db  # noqa: E402
 
@@ -24,7 +25,7 @@ CATALOG = Path(__file__).resolve().parents[1] / "dags" / "registry" / "catalog.y
 
 
 def measure(engine: sa.Engine, registry: Path, label: str) -> dict[str, float]:
-    now = db.utcnow()
+    now = utcnow()
     started = time.perf_counter()
     seed_fleet(engine, registry, customers=CUSTOMERS, days=DAYS, now=now)
     print(f"{label}: seeded {CUSTOMERS} customers x {DAYS} runs in {time.perf_counter() - started:.1f} s")

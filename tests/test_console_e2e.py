@@ -28,6 +28,7 @@ from cloudbackup.backup.outcomes import CollectionError
 from cloudbackup.backup.records import finish_run, start_run
 from cloudbackup.billing import BillingMonth, exports
 from cloudbackup.billing import documents as invoices
+from cloudbackup.clock import utcnow
 from cloudbackup.edges import db
 from cloudbackup.registry.catalog import load_catalog
 from cloudbackup.registry.customers import load_registry
@@ -58,7 +59,7 @@ def _free_port() -> int:
 
 
 def _seed(engine: sa.Engine, registry: Path) -> None:
-    now = db.utcnow()
+    now = utcnow()
     seed_fleet(engine, registry, customers=SEEDED, days=365, now=now)
     (registry / "customers" / "hostile.yaml").write_text(
         customer_yaml("hostile", paths=["/srv/share"]).replace(

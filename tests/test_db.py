@@ -1,22 +1,39 @@
-"""The project's own database: versioned migrations under sql/, on SQLite and PostgreSQL."""
+"""The project's own database: Alembic migrations under sql/migrations, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
 from cloudbackup.clock import utcnow
 from cloudbackup.edges import db
 
-TABLES = {"backup_runs", "collection_errors", "capacity_events", "invoices", "invoice_lines", "notices",
-          "schema_migrations"}
+TABLES = {"backup_runs", "collection_errors", "capacity_events", "invoices", "invoice_lines", "invoice_tax_summaries",
+          "invoice_number_sequences", "notices", "snapshots", "alembic_version"}
 
 
 def test_migrations_create_the_tables_and_a_second_run_applies_nothing(engine: sa.Engine) -> None:
-    assert set(sa.inspect(engine).get_table_names()) >= TABLES
+    tables = set(sa.inspect(engine).get_table_names())
+    assert tables >= TABLES
+    assert "schema_migrations" not in tables  # the pre-Alembic runner's table: only adopted databases have it
+    head = ScriptDirectory(str(db.MIGRATIONS_DIR)).get_current_head()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
     assert db.migrate(engine) == []
     with engine.connect() as conn:
-        versions = conn.execute(sa.text("SELECT version FROM schema_migrations ORDER BY version")).scalars().all()
-    assert versions == [m.version for m in db.load_migrations()]
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
+
+
+def test_a_new_database_applies_every_revision_in_order_and_reports_their_names(tmp_path: Path) -> None:
+    every = sorted(Path(s.path).stem for s in ScriptDirectory(str(db.MIGRATIONS_DIR)).walk_revisions())
+    assert every[:6] == ["0001_initial", "0002_billing", "0003_snapshots", "0004_notices", "0005_console",
+                         "0006_run_detail"]
+    engine = db.engine_for(f"sqlite:///{tmp_path / 'new.db'}")
+    assert db.migrate(engine, target="0002") == ["0001_initial", "0002_billing"]
+    assert db.migrate(engine) == every[2:]
+    assert db.migrate(engine) == []
 
 
 def test_an_invoice_is_unique_per_customer_and_month(engine: sa.Engine) -> None:

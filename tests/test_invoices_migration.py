@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -14,6 +13,7 @@ from billing_fixtures import CATALOG, contract
 
 from cloudbackup.billing import BillingMonth
 from cloudbackup.billing import documents as invoices
+from cloudbackup.clock import utcnow
 from cloudbackup.edges import db
 from cloudbackup.registry.operator import load_operator
 from conftest import PG_HOST, PG_PORT, PG_USER, ROOT
@@ -40,17 +40,13 @@ def bare_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.E
         admin.dispose()
 
 
-def test_invoices_issued_before_0002_survive_it_and_their_numbers_continue(bare_engine: sa.Engine,
-                                                                          tmp_path: Path) -> None:
-    only_0001 = tmp_path / "migrations"
-    only_0001.mkdir()
-    shutil.copy(db.MIGRATIONS_DIR / "0001_initial.sql", only_0001)
-    db.migrate(bare_engine, only_0001)
+def test_invoices_issued_before_0002_survive_it_and_their_numbers_continue(bare_engine: sa.Engine) -> None:
+    assert db.migrate(bare_engine, target="0001") == ["0001_initial"]
     with bare_engine.begin() as conn:
         old_id = db.insert_returning_id(conn, (
             "INSERT INTO invoices (customer_id, billing_month, state, invoice_number, sales_agent, subtotal, tax, "
             "total, created_at, issued_at) VALUES ('old-co', '2026-09', 'issued', 'CB-00000001', 'kanto-it-sales', "
-            "40000, 4000, 44000, :t, :t)"), {"t": db.to_db_time(db.utcnow())})
+            "40000, 4000, 44000, :t, :t)"), {"t": db.to_db_time(utcnow())})
         conn.execute(sa.text("INSERT INTO invoice_lines (invoice_id, line_no, kind, description, amount, tax_rate) "
                              "VALUES (:i, 1, 'monthly_fee', 'old line', 40000, '0.10')"), {"i": old_id})
 
