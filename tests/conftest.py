@@ -73,8 +73,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict]:
     with admin.connect() as c:
         c.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = _pg_admin_url(name)
-    db.migrate(db.engine_for(url))
     try:
+        db.migrate(db.engine_for(url))   # inside the try: a failed migration must not leave the database behind
         yield {"conn_type": "postgres", "host": PG_HOST, "port": PG_PORT, "login": PG_USER, "schema": name}
     finally:
         db.engine_for(url).dispose()
