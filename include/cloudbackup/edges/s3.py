@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import BinaryIO, cast
 
 import urllib3
 from minio import Minio
@@ -46,8 +47,9 @@ class ObjectStore:
 
     def put_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
         """One PUT (no multipart) of a buffer the caller already holds, without copying it again."""
-        self.client.put_object(self.bucket, key, _Whole(data), len(data),
-                               part_size=max(MIN_PART_SIZE, len(data)), metadata=metadata)
+        # minio only calls read() on the body; its metadata type (values str | list | tuple) rejects a dict[str, str].
+        self.client.put_object(self.bucket, key, cast(BinaryIO, _Whole(data)), len(data),
+                               part_size=max(MIN_PART_SIZE, len(data)), metadata=metadata)  # type: ignore[arg-type]
 
     def get_bytes(self, key: str, offset: int = 0, length: int = 0) -> bytes:
         return b"".join(self.iter_range(key, offset, length))

@@ -14,6 +14,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import paramiko
 from paramiko.sftp import CMD_CLOSE, CMD_DATA, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READ, CMD_READDIR, int64
@@ -96,7 +97,8 @@ class RemoteReader:
 
     def read_range(self, offset: int, length: int, request_size: int = 128 * 1024,
                    window: int = 64) -> Iterator[bytes]:
-        return read_pipelined(self._client, self._fh.handle, offset, length, request_size, window)
+        # paramiko's stubs type the handle as SFTPHandle; it is the raw handle bytes the server sent.
+        return read_pipelined(self._client, cast(bytes, self._fh.handle), offset, length, request_size, window)
 
     def stat(self) -> RemoteStat:
         return RemoteStat.of(self._fh.stat())
@@ -180,7 +182,7 @@ def open_sftp(ep: SftpEndpoint, timeout: float = 30.0) -> Iterator[SftpSession]:
         try:
             if ep.private_key or ep.key_file:
                 key = (_parse_private_key(ep.private_key) if ep.private_key
-                       else paramiko.PKey.from_path(ep.key_file))
+                       else paramiko.PKey.from_path(cast(str, ep.key_file)))
                 transport.auth_publickey(ep.username, key)
             else:
                 transport.auth_password(ep.username, ep.password or "")
@@ -207,7 +209,7 @@ def listdir_raw(sftp: paramiko.SFTPClient, path: str) -> list[tuple[bytes, param
     paramiko's listdir_attr decodes names as strict UTF-8, so one non-UTF-8 name would fail the whole
     folder; the file-name policy (art. 18(2)) must see and report such a name instead.
     """
-    t, msg = sftp._request(CMD_OPENDIR, path)
+    t, msg = sftp._request(CMD_OPENDIR, path)  # type: ignore[attr-defined]
     if t != CMD_HANDLE:
         raise paramiko.SFTPError("Expected handle")
     handle = msg.get_binary()
@@ -215,7 +217,7 @@ def listdir_raw(sftp: paramiko.SFTPClient, path: str) -> list[tuple[bytes, param
     try:
         while True:
             try:
-                t, msg = sftp._request(CMD_READDIR, handle)
+                t, msg = sftp._request(CMD_READDIR, handle)  # type: ignore[attr-defined]
             except EOFError:
                 break
             if t != CMD_NAME:
@@ -223,11 +225,11 @@ def listdir_raw(sftp: paramiko.SFTPClient, path: str) -> list[tuple[bytes, param
             for _ in range(msg.get_int()):
                 raw = msg.get_string()
                 longname = msg.get_string()
-                attr = paramiko.SFTPAttributes._from_msg(msg, raw.decode("utf-8", "surrogateescape"), longname)
+                attr = paramiko.SFTPAttributes._from_msg(msg, raw.decode("utf-8", "surrogateescape"), longname)  # type: ignore[attr-defined]
                 if raw not in (b".", b".."):
                     entries.append((raw, attr))
     finally:
-        sftp._request(CMD_CLOSE, handle)
+        sftp._request(CMD_CLOSE, handle)  # type: ignore[attr-defined]
     return entries
 
 
@@ -241,7 +243,7 @@ READ_WINDOW = 64              # requests in flight per file: 8 MiB, enough to hi
 
 
 def _send_read(sftp: paramiko.SFTPClient, handle: bytes, pending: collections.deque, at: int, n: int) -> int:
-    pending.append((sftp._async_request(type(None), CMD_READ, handle, int64(at), int(n)), at, n))
+    pending.append((sftp._async_request(type(None), CMD_READ, handle, int64(at), int(n)), at, n))  # type: ignore[attr-defined]
     return at + n
 
 
@@ -266,7 +268,7 @@ def read_pipelined(sftp: paramiko.SFTPClient, handle: bytes, offset: int, length
         while pending:
             num, at, n = pending.popleft()
             try:
-                t, msg = sftp._read_response(num)
+                t, msg = sftp._read_response(num)  # type: ignore[attr-defined]
                 data = msg.get_string() if t == CMD_DATA else b""
             except EOFError:
                 data = b""

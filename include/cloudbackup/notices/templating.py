@@ -101,7 +101,7 @@ def _environment() -> Environment:
         loader=PackageLoader("cloudbackup", "templates"),
         undefined=StrictUndefined,
         # Template files are named *.html.j2: the default select_autoescape(["html"]) misses them.
-        autoescape=lambda name: bool(name) and name.endswith((".html.j2", ".html")),
+        autoescape=lambda name: name is not None and name.endswith((".html.j2", ".html")),
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(yen=yen, num=num, jst=jst, day=day, short_day=short_day, gb=gb, percent=percent, bar=bar,
                        bar_percent=bar_percent, safe_path=safe_path, label=label)

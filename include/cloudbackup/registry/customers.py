@@ -166,7 +166,7 @@ class Customer(_Strict):
     def cancellation_end(self) -> date | None:
         """The last day of service the cancellation takes effect on: the requested end, moved to the
         earliest legal end when it asks for an earlier day (see `timeline_warnings`)."""
-        if self.cancellation is None:
+        if self.cancellation is None or self.earliest_legal_end is None:
             return None
         return max(self.cancellation.requested_end, self.earliest_legal_end)
 
@@ -181,7 +181,7 @@ class Customer(_Strict):
     def timeline_warnings(self) -> tuple[str, ...]:
         """Corrections the registry applied to this customer's timeline, worded for the operator."""
         c = self.cancellation
-        if c is None or c.requested_end >= self.earliest_legal_end:
+        if c is None or self.earliest_legal_end is None or c.requested_end >= self.earliest_legal_end:
             return ()
         why = (f"one month's notice from {c.notice_date}" if self.earliest_legal_end > self.minimum_term_end
                else f"the minimum term from the contract date {self.contract_date}")
