@@ -16,11 +16,14 @@ import sqlalchemy as sa  # noqa: E402
 from common import write_results  # noqa: E402
 from devtools import devstack  # noqa: E402
 
-from cloudbackup import notices  # noqa: E402
 from cloudbackup.edges import db  # noqa: E402
 from cloudbackup.edges.connections import SmtpEndpoint  # noqa: E402
 from cloudbackup.edges.db import insert_returning_id, to_db_time  # noqa: E402
-from cloudbackup.notices import DeliveryPolicy, samples  # noqa: E402
+from cloudbackup.notices import (  # noqa: E402
+    delivery,
+    outbox,
+    samples,  # noqa: E402
+)
 from cloudbackup.registry.customers import Suspension  # noqa: E402
 
 NOTICES = 2000
@@ -38,14 +41,14 @@ def main() -> None:
         with engine.begin() as conn:
             for c in customers:
                 suspension = Suspension.model_validate({"from": effective.date(), "reason": "non_payment"})
-                notices.queue_suspension(conn, c.model_copy(update={"suspensions": [suspension]}), suspension)
+                outbox.queue_suspension(conn, c.model_copy(update={"suspensions": [suspension]}), suspension)
         queue_s = time.perf_counter() - t0
 
         smtp = devstack.start_smtp(Path(tmp) / "smtp")
         try:
             t0 = time.perf_counter()
-            report = notices.deliver_pending(engine, SmtpEndpoint("127.0.0.1", smtp.port, "bench@example.jp"),
-                                             DeliveryPolicy(batch=NOTICES))
+            report = delivery.deliver_pending(engine, SmtpEndpoint("127.0.0.1", smtp.port, "bench@example.jp"),
+                                             delivery.DeliveryPolicy(batch=NOTICES))
             deliver_s = time.perf_counter() - t0
             received = len(list(smtp.maildir.glob("*.eml")))
         finally:
@@ -66,7 +69,7 @@ def main() -> None:
                           for n in range(ERRORS)])
         t0 = time.perf_counter()
         with engine.begin() as conn:
-            notices.queue_collection_errors(conn, customer, run_id)
+            outbox.queue_collection_errors(conn, customer, run_id)
         digest_s = time.perf_counter() - t0
         with engine.connect() as conn:
             body = conn.execute(sa.text("SELECT body_text FROM notices WHERE kind = 'collection_errors'")).scalar_one()

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from billing_fixtures import CATALOG, contract
 
-from cloudbackup import notices
 from cloudbackup.billing import BillingMonth
 from cloudbackup.billing import documents as invoices
+from cloudbackup.notices import templating
 from cloudbackup.registry.operator import corporate_number_check_digit, load_operator
 from conftest import ROOT
 
@@ -55,7 +55,7 @@ def test_the_invoice_email_carries_every_qualified_invoice_field(language: str) 
     invoice = invoices.bill(customer, CATALOG, BillingMonth(2026, 10))
     document = invoices.Document(invoice, "CB-00000042", "invoice", 0, date(2026, 11, 1), date(2026, 11, 30),
                                  operator.issuer.registration_number)
-    rendered = notices.render("invoice", language, {"customer": customer,
+    rendered = templating.render("invoice", language, {"customer": customer,
                                                      **invoices.notice_context(document, operator)})
     agent = operator.agent("kanto-it-sales")
     for part in (rendered.text, rendered.html):
@@ -75,5 +75,6 @@ def test_the_html_email_escapes_what_it_prints() -> None:
     customer = contract(name="<b>Acme</b> & Co")
     invoice = invoices.bill(customer, CATALOG, BillingMonth(2026, 10))
     document = invoices.Document(invoice, "CB-1", "invoice", 0, date(2026, 11, 1), date(2026, 11, 30), "T1")
-    html = notices.render("invoice", "ja", {"customer": customer, **invoices.notice_context(document, operator)}).html
+    context = {"customer": customer, **invoices.notice_context(document, operator)}
+    html = templating.render("invoice", "ja", context).html
     assert "&lt;b&gt;Acme&lt;/b&gt; &amp; Co" in html and "<b>Acme</b>" not in html

@@ -23,10 +23,9 @@ from notices_support import (
     text_of,
 )
 
-from cloudbackup import notices
 from cloudbackup.clock import utcnow
 from cloudbackup.edges.db import to_db_time
-from cloudbackup.notices import DeliveryPolicy, samples
+from cloudbackup.notices import delivery, outbox, samples, templating
 from cloudbackup.registry.catalog import GB
 from cloudbackup.registry.customers import Customer
 from cloudbackup.registry.maintenance import Window
@@ -34,7 +33,7 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.servers
 
-NOW_POLICY = DeliveryPolicy(backoff=timedelta(0))   # retry refused notices on the very next pass
+NOW_POLICY = delivery.DeliveryPolicy(backoff=timedelta(0))   # retry refused notices on the very next pass
 
 
 @pytest.fixture
@@ -64,12 +63,12 @@ def _queue_every_kind(engine: sa.Engine, customer: Customer, figure: int) -> int
                             [(f"/srv/{customer.id}/経理/{figure}.xlsx", "permission_denied")],
                             stored_bytes=figure * GB)
         record_capacity_event(conn, customer.id, run_id, 80, figure * GB, 100 * GB)
-        queued = notices.queue_run_notices(conn, customer, run_id)
+        queued = outbox.queue_run_notices(conn, customer, run_id)
         start = utcnow() + timedelta(days=5)
         window = Window(id="m1", start=start, end=start + timedelta(hours=2), reason="storage upgrade")
-        queued += notices.queue_maintenance(conn, [customer], window)
-        queued += notices.queue_suspension(conn, *suspended(customer, "non_payment", utcnow() + timedelta(days=1)))
-        queued += notices.queue(conn, "invoice", customer, f"invoice:{customer.id}:2026-10",
+        queued += outbox.queue_maintenance(conn, [customer], window)
+        queued += outbox.queue_suspension(conn, *suspended(customer, "non_payment", utcnow() + timedelta(days=1)))
+        queued += outbox.queue(conn, "invoice", customer, f"invoice:{customer.id}:2026-10",
                                 samples.sample_context("invoice", customer))
     return queued
 
@@ -86,14 +85,14 @@ def test_each_kind_is_delivered_exactly_once_in_the_customers_language(
     ja, en = samples.sample_customer("ja", "cust-ja"), samples.sample_customer("en", "cust-en")
     assert _queue_every_kind(engine, ja, 81) + _queue_every_kind(engine, en, 82) == 10
 
-    report = notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
-    again = notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
+    report = delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
+    again = delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
 
     assert (report.sent, report.failed, report.stuck, report.pending) == (10, 0, 0, 0)
     assert (again.sent, again.failed) == (0, 0)
     messages = new_messages(smtp)
     assert Counter((m["To"], m["X-Cloudbackup-Notice"]) for m in messages) == Counter(
-        {(c.notice_email, k): 1 for c in (ja, en) for k in notices.KINDS})
+        {(c.notice_email, k): 1 for c in (ja, en) for k in templating.KINDS})
     rows = {r.message_id: r for r in _rows(engine)}
     for msg in messages:
         row = rows[msg["Message-ID"]]            # the Message-ID recorded in the outbox
@@ -112,15 +111,16 @@ def test_a_refused_first_attempt_is_recorded_and_sent_on_the_next_pass(engine: s
     with engine.begin() as conn:
         start = utcnow() + timedelta(days=5)
         window = Window(id="m1", start=start, end=start + timedelta(hours=2), reason="storage upgrade")
-        notices.queue_maintenance(conn, customers, window)
+        outbox.queue_maintenance(conn, customers, window)
 
-    first = notices.deliver_pending(engine, endpoint(smtp), DeliveryPolicy(backoff=timedelta(hours=1)))
+    first = delivery.deliver_pending(engine, endpoint(smtp), delivery.DeliveryPolicy(backoff=timedelta(hours=1)))
     assert (first.sent, first.failed, first.pending) == (1, 1, 1)
     refused = next(r for r in _rows(engine) if r.sent_at is None)
     assert refused.attempts == 1 and "451" in refused.last_error and refused.stuck_at is None
     # Backoff: not due yet, so an immediate pass leaves it alone.
-    assert notices.deliver_pending(engine, endpoint(smtp), DeliveryPolicy(backoff=timedelta(hours=1))).sent == 0
-    second = notices.deliver_pending(engine, endpoint(smtp), DeliveryPolicy(backoff=timedelta(hours=1)),
+    hourly = delivery.DeliveryPolicy(backoff=timedelta(hours=1))
+    assert delivery.deliver_pending(engine, endpoint(smtp), hourly).sent == 0
+    second = delivery.deliver_pending(engine, endpoint(smtp), delivery.DeliveryPolicy(backoff=timedelta(hours=1)),
                                      now=lambda: utcnow() + timedelta(hours=2))
     assert (second.sent, second.failed, second.pending) == (1, 0, 0)
     assert Counter(m["To"] for m in new_messages(smtp)) == Counter({c.notice_email: 1 for c in customers})
@@ -130,17 +130,17 @@ def test_a_refused_first_attempt_is_recorded_and_sent_on_the_next_pass(engine: s
 def test_smtp_down_means_notices_wait_and_go_later_nothing_lost(engine: sa.Engine, smtp: devstack.SmtpServer) -> None:
     customer = samples.sample_customer("ja", "cust-a")
     with engine.begin() as conn:
-        notices.queue_suspension(conn, *suspended(customer, "terms_violation", utcnow()))
+        outbox.queue_suspension(conn, *suspended(customer, "terms_violation", utcnow()))
     smtp.stop()
-    down = notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
+    down = delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
     assert down.sent == 0 and down.pending == 1 and "unavailable" in down.unavailable
     (row,) = _rows(engine)
     assert row.attempts == 0 and row.stuck_at is None   # the server's outage is not the notice's failure
     for _ in range(NOW_POLICY.max_attempts + 1):
-        notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
+        delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
     assert _rows(engine)[0].stuck_at is None            # a long outage never makes notices stuck
     smtp.start()
-    up = notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
+    up = delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
     assert (up.sent, up.pending) == (1, 0)
     assert [m["To"] for m in new_messages(smtp)] == [customer.notice_email]
 
@@ -149,19 +149,19 @@ def test_a_notice_refused_n_times_is_flagged_stuck_not_retried_forever(engine: s
     smtp = smtp_server(refuse_recipients=("cust-bad@customer.example.jp",))
     bad = samples.sample_customer("ja", "cust-bad").model_copy(update={"notice_email": "cust-bad@customer.example.jp"})
     good = samples.sample_customer("en", "cust-good")
-    policy = DeliveryPolicy(max_attempts=3, backoff=timedelta(0))
+    policy = delivery.DeliveryPolicy(max_attempts=3, backoff=timedelta(0))
     with engine.begin() as conn:
         for c in (bad, good):
-            notices.queue_suspension(conn, *suspended(c, "non_payment", utcnow()))
-    reports = [notices.deliver_pending(engine, endpoint(smtp), policy) for _ in range(5)]
+            outbox.queue_suspension(conn, *suspended(c, "non_payment", utcnow()))
+    reports = [delivery.deliver_pending(engine, endpoint(smtp), policy) for _ in range(5)]
     assert [r.sent for r in reports] == [1, 0, 0, 0, 0]
     assert [r.stuck for r in reports] == [0, 0, 1, 1, 1]
     stuck = next(r for r in _rows(engine) if r.customer_id == "cust-bad")
     assert stuck.attempts == 3 and stuck.stuck_at is not None and "550" in stuck.last_error
-    listed = notices.list_notices(engine, "stuck")
+    listed = delivery.list_notices(engine, "stuck")
     assert [(n.id, n.recipient, n.state) for n in listed] == [(stuck.id, bad.notice_email, "stuck")]
-    assert notices.retry_stuck(engine, stuck.id) and not notices.retry_stuck(engine, stuck.id)
-    assert notices.deliver_pending(engine, endpoint(smtp), policy).failed == 1   # tried again after the operator
+    assert delivery.retry_stuck(engine, stuck.id) and not delivery.retry_stuck(engine, stuck.id)
+    assert delivery.deliver_pending(engine, endpoint(smtp), policy).failed == 1   # tried again after the operator
     assert [m["To"] for m in new_messages(smtp)] == [good.notice_email]
 
 
@@ -171,12 +171,12 @@ def test_a_notice_claimed_by_a_running_delivery_is_not_sent_by_another(
     whose worker died is taken over after its lease, with the same Message-ID."""
     customer = samples.sample_customer("en", "cust-a")
     with engine.begin() as conn:
-        notices.queue_suspension(conn, *suspended(customer, "other", utcnow()))
+        outbox.queue_suspension(conn, *suspended(customer, "other", utcnow()))
         conn.execute(sa.text("UPDATE notices SET claim_token = 'other-worker', claimed_until = :t"),
                      {"t": to_db_time(utcnow() + timedelta(minutes=10))})
-    assert notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY).sent == 0
+    assert delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY).sent == 0
     assert new_messages(smtp) == []
-    later = notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY, now=lambda: utcnow() + timedelta(minutes=11))
+    later = delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY, now=lambda: utcnow() + timedelta(minutes=11))
     assert later.sent == 1
     (msg,) = new_messages(smtp)
     assert msg["Message-ID"] == _rows(engine)[0].message_id
@@ -188,7 +188,7 @@ def test_nothing_of_one_customer_reaches_the_others_mail(engine: sa.Engine, smtp
     b = samples.sample_customer("en", "beta-trading").model_copy(update={"name": "Beta Trading Ltd"})
     _queue_every_kind(engine, a, 83)
     _queue_every_kind(engine, b, 97)
-    assert notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY).sent == 10
+    assert delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY).sent == 10
     markers = {a.id: [a.id, a.name, a.notice_email, f"/srv/{a.id}/", "83.0 GB"],
                b.id: [b.id, b.name, b.notice_email, f"/srv/{b.id}/", "97.0 GB"]}
     by_recipient = {a.notice_email: a.id, b.notice_email: b.id}
@@ -263,7 +263,7 @@ def test_the_delivery_task_retried_after_a_send_does_not_send_again(
     customers = [_customer_file(registry_dir, "retry-a", "ja"), _customer_file(registry_dir, "retry-b", "en")]
     with engine.begin() as conn:
         for c in customers:
-            notices.queue_suspension(conn, *suspended(c, "non_payment", utcnow() + timedelta(days=2)))
+            outbox.queue_suspension(conn, *suspended(c, "non_payment", utcnow() + timedelta(days=2)))
     _point_service_at(monkeypatch, database, smtp)
 
     run = _notice_dag().test(logical_date=datetime(2026, 11, 25, 3, 0, tzinfo=UTC))
@@ -302,9 +302,9 @@ def test_a_refused_sender_address_is_the_servers_problem_not_the_notices(engine:
     smtp = smtp_server(refuse_senders=(SENDER,))
     customer = samples.sample_customer("ja", "cust-a")
     with engine.begin() as conn:
-        notices.queue_suspension(conn, *suspended(customer, "other", utcnow()))
+        outbox.queue_suspension(conn, *suspended(customer, "other", utcnow()))
     for _ in range(NOW_POLICY.max_attempts + 1):
-        report = notices.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
+        report = delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
         assert report.sent == 0 and "SMTPSenderRefused: 550" in report.unavailable
     (row,) = _rows(engine)
     assert (row.attempts, row.stuck_at, row.sent_at) == (0, None, None)

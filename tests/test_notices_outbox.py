@@ -9,9 +9,8 @@ import pytest
 import sqlalchemy as sa
 from notices_support import record_capacity_event, record_run, suspended
 
-from cloudbackup import notices
 from cloudbackup.clock import utcnow
-from cloudbackup.notices import samples, sweep
+from cloudbackup.notices import outbox, samples, sweep
 from cloudbackup.notices.kinds import DIGEST_PATHS
 from cloudbackup.registry.catalog import GB
 from cloudbackup.registry.customers import load_customer
@@ -31,22 +30,22 @@ def test_a_run_with_collection_errors_queues_one_digest_in_its_transaction(engin
     errors = [(f"/srv/a/file{n:03d}.txt", "permission_denied") for n in range(45)] + [("/srv/a/x?.txt", "name_policy")]
     with engine.begin() as conn:
         run_id = record_run(conn, customer.id, "run-1", errors)
-        assert notices.queue_run_notices(conn, customer, run_id) == 1
-        assert notices.queue_run_notices(conn, customer, run_id) == 0   # the same run never twice
+        assert outbox.queue_run_notices(conn, customer, run_id) == 1
+        assert outbox.queue_run_notices(conn, customer, run_id) == 0   # the same run never twice
     (row,) = _notices(engine)
     assert (row.kind, row.customer_id, row.recipient, row.language) == (
         "collection_errors", "cust-a", customer.notice_email, "ja")
     assert "46件" in row.subject and row.sent_at is None and row.attempts == 0
     assert "45 件" in row.body_text and "1 件" in row.body_text
     assert row.body_text.count("/srv/a/") == DIGEST_PATHS and "ほか 26 件" in row.body_text
-    assert row.message_id == notices.message_id(row.idempotency_key)
+    assert row.message_id == outbox.message_id(row.idempotency_key)
 
 
 def test_a_run_without_errors_queues_nothing(engine: sa.Engine) -> None:
     customer = samples.sample_customer("en", "cust-a")
     with engine.begin() as conn:
         run_id = record_run(conn, customer.id, "run-1", [])
-        assert notices.queue_run_notices(conn, customer, run_id) == 0
+        assert outbox.queue_run_notices(conn, customer, run_id) == 0
     assert _notices(engine) == []
 
 
@@ -55,7 +54,7 @@ def test_a_notice_is_rolled_back_with_the_event_that_caused_it(engine: sa.Engine
     customer = samples.sample_customer("ja", "cust-a")
     with pytest.raises(RuntimeError), engine.begin() as conn:
         event_id = record_capacity_event(conn, customer.id, None, 80, 81 * GB, 100 * GB)
-        assert notices.queue_capacity(conn, customer, event_id)
+        assert outbox.queue_capacity(conn, customer, event_id)
         raise RuntimeError("the run's transaction fails after queuing")
     assert _notices(engine) == []
 
@@ -71,7 +70,7 @@ def test_a_capacity_event_queues_usage_capacity_percentage_and_a_chart(engine: s
         run_id = record_run(conn, customer.id, "run-4", [], stored_bytes=101 * GB, started_at=start + timedelta(days=4))
         record_capacity_event(conn, customer.id, run_id, 80, 101 * GB, 100 * GB, at=start + timedelta(days=4, hours=1))
         record_capacity_event(conn, customer.id, run_id, 100, 101 * GB, 100 * GB, at=start + timedelta(days=4, hours=1))
-        assert notices.queue_run_notices(conn, customer, run_id) == 2
+        assert outbox.queue_run_notices(conn, customer, run_id) == 2
     rows = _notices(engine)
     assert [r.kind for r in rows] == ["capacity", "capacity"]
     text = rows[1].body_text
@@ -88,11 +87,11 @@ def test_a_notice_is_never_built_from_another_customers_rows(engine: sa.Engine) 
         run_id = record_run(conn, a.id, "run-1", [("/srv/a/secret-plan.xlsx", "vanished")])
         event_id = record_capacity_event(conn, a.id, run_id, 80, 80 * GB, 100 * GB)
         with pytest.raises(ValueError, match="belongs to customer 'cust-a'"):
-            notices.queue_collection_errors(conn, b, run_id)
+            outbox.queue_collection_errors(conn, b, run_id)
         with pytest.raises(ValueError, match="belongs to customer 'cust-a'"):
-            notices.queue_capacity(conn, b, event_id)
+            outbox.queue_capacity(conn, b, event_id)
         with pytest.raises(ValueError, match="not one of customer 'cust-b'"):
-            notices.queue_suspension(conn, b, suspended(a, "non_payment")[1])
+            outbox.queue_suspension(conn, b, suspended(a, "non_payment")[1])
     assert _notices(engine) == []
 
 
@@ -102,17 +101,17 @@ def test_maintenance_is_announced_before_the_stop_and_once_per_period(engine: sa
     start = utcnow() + timedelta(days=10)
     window = Window(id="2026-12-maint", start=start, end=start + timedelta(hours=4), reason="storage upgrade")
     with engine.begin() as conn:
-        assert notices.queue_maintenance(conn, customers, window) == 2
-        assert notices.queue_maintenance(conn, customers, window) == 0
+        assert outbox.queue_maintenance(conn, customers, window) == 2
+        assert outbox.queue_maintenance(conn, customers, window) == 0
         later = start + timedelta(days=1)
         moved = window.model_copy(update={"start": later, "end": later + timedelta(hours=4)})
-        assert notices.queue_maintenance(conn, customers[:1], moved) == 1
+        assert outbox.queue_maintenance(conn, customers[:1], moved) == 1
         with pytest.raises(ValueError, match="not in the future"):
-            notices.queue_maintenance(conn, customers, Window(id="late", start=utcnow() - timedelta(hours=1),
+            outbox.queue_maintenance(conn, customers, Window(id="late", start=utcnow() - timedelta(hours=1),
                                                               end=utcnow() + timedelta(hours=1), reason="r"))
         emergency = Window(id="now", start=utcnow() - timedelta(minutes=5), end=utcnow() + timedelta(hours=1),
                            reason="power failure", emergency=True)
-        assert notices.queue_maintenance(conn, customers, emergency) == 2
+        assert outbox.queue_maintenance(conn, customers, emergency) == 2
     rows = _notices(engine)
     assert [(r.kind, r.customer_id, r.language) for r in rows[:2]] == [
         ("maintenance", "cust-a", "ja"), ("maintenance", "cust-b", "en")]

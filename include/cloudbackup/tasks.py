@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from cloudbackup import notices, settings
+from cloudbackup import settings
 from cloudbackup.backup import records, repository
 from cloudbackup.backup.outcomes import RunStatus, SkipReason
 from cloudbackup.billing import documents, exports
@@ -15,6 +15,7 @@ from cloudbackup.clock import tokyo_date, utcnow
 from cloudbackup.edges import connections
 from cloudbackup.edges.s3 import ObjectStore
 from cloudbackup.edges.sftp import open_sftp
+from cloudbackup.notices import delivery, outbox
 from cloudbackup.registry.catalog import load_catalog
 from cloudbackup.registry.customers import Customer, CustomerStatus, load_registry
 
@@ -106,7 +107,7 @@ def collect(customer_id: str, run_key: str, at: datetime | None = None) -> dict:
                                 file_count=result.files, total_bytes=result.bytes, files_read=result.files_read,
                                 bytes_uploaded=result.bytes_uploaded)
         crossed = records.record_crossings(conn, customer.id, run_id, held, cap, options.capacity_thresholds)
-        queued = notices.queue_run_notices(conn, customer, run_id)
+        queued = outbox.queue_run_notices(conn, customer, run_id)
     log.info("%s: stored %d bytes of %d contracted (%.1f %%)%s", customer.id, held, cap, held * 100 / cap,
              f"; capacity thresholds crossed: {crossed}" if crossed else "")
     if queued:
@@ -200,10 +201,10 @@ class NoticesNotDelivered(Exception):
 
 def deliver_notices() -> dict:
     """Send the outbox's due notices, each once; raise so Airflow retries if SMTP was down or refused some."""
-    report = notices.deliver_pending(connections.database(), connections.smtp_endpoint())
+    report = delivery.deliver_pending(connections.database(), connections.smtp_endpoint())
     log.info("notices: %d sent, %d refused this time (retried later), %d pending, %d stuck (flagged after %d "
              "attempts; `cloudbackup notices list --state stuck`)", report.sent, report.failed, report.pending,
-             report.stuck, notices.DeliveryPolicy.from_env().max_attempts)
+             report.stuck, delivery.DeliveryPolicy.from_env().max_attempts)
     if report.unavailable or report.failed:
         raise NoticesNotDelivered(report.unavailable or f"{report.failed} notice(s) refused; they wait in the outbox")
     return {"sent": report.sent, "pending": report.pending, "stuck": report.stuck,
