@@ -24,7 +24,8 @@ from cloudbackup.edges.connections import SftpEndpoint
 # paramiko's default 2 MiB window caps throughput; 64 MiB keeps the pipe full on loopback and LAN.
 WINDOW_SIZE = 64 * 1024 * 1024
 MAX_PACKET_SIZE = 64 * 1024   # OpenSSH sends up to this per SSH packet: fewer, larger packets cost less CPU
-READ_CHUNK = 1024 * 1024
+READ_REQUEST = 128 * 1024     # OpenSSH serves up to 255 KiB per read; shorter answers are handled below
+READ_WINDOW = 64              # requests in flight per file: 8 MiB, enough to hide the loopback/LAN round trip
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
@@ -95,8 +96,8 @@ class RemoteReader:
     def __init__(self, client: paramiko.SFTPClient, fh: paramiko.SFTPFile) -> None:
         self._client, self._fh = client, fh
 
-    def read_range(self, offset: int, length: int, request_size: int = 128 * 1024,
-                   window: int = 64) -> Iterator[bytes]:
+    def read_range(self, offset: int, length: int, request_size: int = READ_REQUEST,
+                   window: int = READ_WINDOW) -> Iterator[bytes]:
         # paramiko's stubs type the handle as SFTPHandle; it is the raw handle bytes the server sent.
         return read_pipelined(self._client, cast(bytes, self._fh.handle), offset, length, request_size, window)
 
@@ -238,8 +239,6 @@ def alive(sftp: paramiko.SFTPClient) -> bool:
     return bool(channel is not None and not channel.closed and channel.get_transport().is_active())
 
 
-READ_REQUEST = 128 * 1024     # OpenSSH serves up to 255 KiB per read; shorter answers are handled below
-READ_WINDOW = 64              # requests in flight per file: 8 MiB, enough to hide the loopback/LAN round trip
 
 
 def _send_read(sftp: paramiko.SFTPClient, handle: bytes, pending: collections.deque, at: int, n: int) -> int:
