@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,23 @@ def _pg_admin_url(database: str = "postgres") -> str:
     return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
 
 
+@contextmanager
+def _pg_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (its name), dropped afterwards whatever happened in it."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = sa.create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield name
+    finally:
+        db.engine_for(_pg_admin_url(name)).dispose()
+        db.engine_for.cache_clear()
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict]:
     """A fresh, migrated project database; yields its Airflow connection (JSON form).
@@ -68,20 +86,19 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict]:
         db.migrate(db.engine_for(f"sqlite:///{conn['host']}"))
         yield conn
         return
-    name = f"cb_test_{secrets.token_hex(6)}"
-    admin = sa.create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = _pg_admin_url(name)
-    try:
-        db.migrate(db.engine_for(url))   # inside the try: a failed migration must not leave the database behind
+    with _pg_database("cb_test") as name:
+        db.migrate(db.engine_for(_pg_admin_url(name)))
         yield {"conn_type": "postgres", "host": PG_HOST, "port": PG_PORT, "login": PG_USER, "schema": name}
-    finally:
-        db.engine_for(url).dispose()
-        db.engine_for.cache_clear()
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def bare_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """An empty database (no migrations applied), on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield db.engine_for(f"sqlite:///{tmp_path / 'bare.db'}")
+        return
+    with _pg_database("cb_mig") as name:
+        yield db.engine_for(_pg_admin_url(name))
 
 
 @pytest.fixture

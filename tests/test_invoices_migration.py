@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from billing_fixtures import CATALOG, contract
 
@@ -16,28 +12,7 @@ from cloudbackup.billing import documents as invoices
 from cloudbackup.clock import utcnow
 from cloudbackup.edges import db
 from cloudbackup.registry.operator import load_operator
-from conftest import PG_HOST, PG_PORT, PG_USER, ROOT
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def bare_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    """An empty database (no migrations applied)."""
-    if request.param == "sqlite":
-        yield db.engine_for(f"sqlite:///{tmp_path / 'old.db'}")
-        return
-    name = f"cb_mig_{secrets.token_hex(6)}"
-    admin = sa.create_engine(f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres",
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = sa.create_engine(f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+from conftest import ROOT
 
 
 def test_invoices_issued_before_0002_survive_it_and_their_numbers_continue(bare_engine: sa.Engine) -> None:

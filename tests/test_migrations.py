@@ -5,10 +5,8 @@ processes migrating one database at once."""
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,34 +15,12 @@ from alembic.script import ScriptDirectory
 
 from cloudbackup.clock import utcnow
 from cloudbackup.edges import db
-from conftest import PG_HOST, PG_PORT, PG_USER
 
 OLD_RUNNER_NAMES = ["0001_initial", "0002_billing", "0003_snapshots", "0004_notices", "0005_console"]
 MAINTENANCE_TEXT = ("maintenance window nightly-upgrade (2026-11-02 01:00–05:00 JST) "
                     "(art. 13, not re-collected)")
 SUSPENDED_TEXT = "customer suspended (art. 14); backups resume when the suspension is lifted"
 FAILURE_TEXT = "SFTP connection failed: sftp.example.jp:22 refused the connection (100% of 3 attempts)"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def bare_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    """An empty database (no migrations applied)."""
-    if request.param == "sqlite":
-        yield db.engine_for(f"sqlite:///{tmp_path / 'old.db'}")
-        return
-    name = f"cb_mig_{secrets.token_hex(6)}"
-    admin = sa.create_engine(f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres",
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = sa.create_engine(f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _every_revision_name() -> list[str]:
