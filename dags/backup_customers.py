@@ -49,6 +49,7 @@ def backup_dag(customer: Customer) -> DAG:
         start_date=datetime.combine(customer.service_start_date, datetime.min.time(), TOKYO),
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=False,   # a paused backup DAG is a customer without backups
         default_args={"owner": "data-ops", "retries": 2, "retry_delay": timedelta(minutes=5)},
         tags=["backup", f"customer:{customer.id}"],
     ) as dag:
