@@ -1,4 +1,4 @@
-# The two commands: `make demo` and `make test` (both run the idempotent `make setup` first).
+# The three commands: `make demo`, `make test` and `make up` (both first run the idempotent `make setup`).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +7,7 @@ PYTHON ?= python3
 # (validates docker-compose.yaml offline), Chromium (console end-to-end test).
 APT_PACKAGES := openssh-server openssh-client rclone docker-compose chromium chromium-driver fonts-ipafont-gothic
 
-.PHONY: setup demo test bench lint clean system-packages
+.PHONY: setup demo test bench lint clean system-packages up down
 
 setup: system-packages $(VENV)/.installed
 
@@ -33,3 +33,11 @@ lint: setup
 
 clean:
 	rm -rf var $(VENV)
+
+# The production-shaped stack on this machine (no Docker): Airflow on Celery, PostgreSQL, Redis, demo servers.
+up: setup
+	scripts/ensure-services.sh >/dev/null
+	PYTHONPATH=tests $(PY) -m devtools.up start
+
+down:
+	PYTHONPATH=tests $(PY) -m devtools.up stop

@@ -138,7 +138,7 @@ class Sshd:
     def start(self) -> None:
         log = self.directory / "sshd.log"
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.directory / "sshd_config")],
-                                     stdout=log.open("ab"), stderr=subprocess.STDOUT)
+                                     stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
         _wait(lambda: _port_open(self.port), "sshd", self.proc, log)
 
 
@@ -232,7 +232,7 @@ def start_s3(directory: Path) -> S3Server:
          f"-filer.port={filer}", f"-admin.port={admin}", "-admin.ui=false", "-ip=127.0.0.1",
          "-ip.bind=127.0.0.1", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
          "-master.telemetry=false"],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=directory)
+        stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=directory, start_new_session=True)
     (directory / "data").mkdir(exist_ok=True)
 
     def ready() -> bool:
@@ -316,7 +316,8 @@ class SmtpServer:
         self.proc = subprocess.Popen([sys.executable, "-m", "devtools.devstack", "smtp-serve",
                                       str(self.maildir), "--port", str(self.port), f"--ready-file={ready}",
                                       *refusals],
-                                     stdout=log.open("ab"), stderr=subprocess.STDOUT, env=_dev_env())
+                                     stdout=log.open("ab"), stderr=subprocess.STDOUT, env=_dev_env(),
+                                     start_new_session=True)
         pid = str(self.proc.pid)
         _wait(lambda: ready.exists() and ready.read_text() == pid, "aiosmtpd", self.proc, log)
 
