@@ -59,8 +59,11 @@ def test_the_invoice_email_carries_every_qualified_invoice_field(language: str) 
                                                      **invoices.notice_context(document, operator)})
     agent = operator.agent("kanto-it-sales")
     for part in (rendered.text, rendered.html):
-        for field in ("CB-00000042", "T4010001234567", "2026-11-01", "2026-10", "2026-11-30", customer.name,
-                      "¥40,000", "¥4,000", "¥44,000", "10%"):
+        # Dates as a business reads them: 2026年11月1日 / 1 November 2026, the month 2026年10月分 / October 2026.
+        dates = (("2026年11月1日", "2026年10月分", "2026年11月30日") if language == "ja"
+                 else ("1 November 2026", "October 2026", "30 November 2026"))
+        for field in ("CB-00000042", "T4010001234567", *dates, customer.name, "¥40,000", "¥4,000", "¥44,000", "10%",
+                      operator.issuer.address if language == "ja" else operator.issuer.address_en):
             assert field in part, (language, field)
         expected_agent = agent.name if language == "ja" else agent.name_en
         assert expected_agent in part and (agent.payment.account if language == "ja" else agent.payment.account_en) \

@@ -115,7 +115,7 @@ def test_the_billing_dag_writes_the_month_csv_and_mails_each_customer(
     assert set(by_recipient) == {f"{ja}@customer.example.jp", f"{en}@customer.example.jp"}
     ja_msg, en_msg = by_recipient[f"{ja}@customer.example.jp"], by_recipient[f"{en}@customer.example.jp"]
     assert "ご請求" in str(make_header(decode_header(ja_msg["Subject"])))
-    assert "Invoice for 2026-10" in str(make_header(decode_header(en_msg["Subject"])))
+    assert "Invoice for October 2026" in str(make_header(decode_header(en_msg["Subject"])))
     ja_text = ja_msg.get_body(("plain",)).get_content() if hasattr(ja_msg, "get_body") else ""
     if not ja_text:
         from email import policy

@@ -70,6 +70,10 @@ def _queue_every_kind(engine: sa.Engine, customer: Customer, figure: int) -> int
         queued += outbox.queue_suspension(conn, *suspended(customer, "non_payment", utcnow() + timedelta(days=1)))
         queued += outbox.queue(conn, "invoice", customer, f"invoice:{customer.id}:2026-10",
                                 samples.sample_context("invoice", customer))
+        queued += outbox.queue(conn, "correction", customer, f"invoice:{customer.id}:2026-10:r1",
+                                samples.sample_context("correction", customer))
+        ending = samples.sample_context("service_end", customer)["service_end"]
+        queued += outbox.queue_service_end(conn, [customer], ending)
     return queued
 
 
@@ -83,12 +87,12 @@ def test_each_kind_is_delivered_exactly_once_in_the_customers_language(
         engine: sa.Engine, smtp: devstack.SmtpServer) -> None:
     """Art. 28: by email to the registered address, recorded as sent; a second pass sends nothing."""
     ja, en = samples.sample_customer("ja", "cust-ja"), samples.sample_customer("en", "cust-en")
-    assert _queue_every_kind(engine, ja, 81) + _queue_every_kind(engine, en, 82) == 10
+    assert _queue_every_kind(engine, ja, 81) + _queue_every_kind(engine, en, 82) == 2 * len(templating.KINDS)
 
     report = delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
     again = delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY)
 
-    assert (report.sent, report.failed, report.stuck, report.pending) == (10, 0, 0, 0)
+    assert (report.sent, report.failed, report.stuck, report.pending) == (2 * len(templating.KINDS), 0, 0, 0)
     assert (again.sent, again.failed) == (0, 0)
     messages = new_messages(smtp)
     assert Counter((m["To"], m["X-Cloudbackup-Notice"]) for m in messages) == Counter(
@@ -188,12 +192,12 @@ def test_nothing_of_one_customer_reaches_the_others_mail(engine: sa.Engine, smtp
     b = samples.sample_customer("en", "beta-trading").model_copy(update={"name": "Beta Trading Ltd"})
     _queue_every_kind(engine, a, 83)
     _queue_every_kind(engine, b, 97)
-    assert delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY).sent == 10
+    assert delivery.deliver_pending(engine, endpoint(smtp), NOW_POLICY).sent == 2 * len(templating.KINDS)
     markers = {a.id: [a.id, a.name, a.notice_email, f"/srv/{a.id}/", "83.0 GB"],
                b.id: [b.id, b.name, b.notice_email, f"/srv/{b.id}/", "97.0 GB"]}
     by_recipient = {a.notice_email: a.id, b.notice_email: b.id}
     messages = new_messages(smtp)
-    assert len(messages) == 10
+    assert len(messages) == 2 * len(templating.KINDS)
     for msg in messages:
         own = by_recipient[msg["To"]]
         other = b.id if own == a.id else a.id

@@ -38,7 +38,8 @@ def test_a_run_with_collection_errors_queues_one_digest_in_its_transaction(engin
     assert "46件" in row.subject and row.sent_at is None and row.attempts == 0
     assert "45 件" in row.body_text and "1 件" in row.body_text
     assert row.body_text.count("/srv/a/") == DIGEST_PATHS and "ほか 26 件" in row.body_text
-    assert row.message_id == outbox.message_id(row.idempotency_key)
+    # Stable per notice, under the operator's own domain (operator.yaml `mail.message_id_domain`).
+    assert row.message_id == outbox.message_id(row.idempotency_key, "notices.cloudbackup.example.jp")
 
 
 def test_a_run_without_errors_queues_nothing(engine: sa.Engine) -> None:
@@ -74,7 +75,7 @@ def test_a_capacity_event_queues_usage_capacity_percentage_and_a_chart(engine: s
     rows = _notices(engine)
     assert [r.kind for r in rows] == ["capacity", "capacity"]
     text = rows[1].body_text
-    assert "reached the contract capacity" in rows[1].subject and "101.0%" in rows[1].subject
+    assert "over the contract capacity" in rows[1].subject and "101.0%" in rows[1].subject
     assert "101.0 GB" in text and "100.0 GB" in text and "[####################]!" in text
     chart = [line for line in text.splitlines() if line.strip().startswith(("11/", "12/")) and "[" in line]
     assert [line.split()[0] for line in chart] == ["11/21", "11/22", "11/23", "11/24", "11/25"]

@@ -107,8 +107,8 @@ def _issue_draft(conn: Connection, invoice_id: int, invoice: Invoice, operator: 
 def notice_context(document: Document, operator: OperatorSettings, replaces: dict | None = None) -> dict:
     """What the invoice templates render (the keys are listed at the top of each template)."""
     inv = document.invoice
-    return {"invoice": inv, "invoice_number": document.invoice_number, "billing_month": str(inv.billing_month),
-            "issue_date": document.issue_date.isoformat(), "payment_due_date": document.payment_due_date.isoformat(),
+    return {"invoice": inv, "invoice_number": document.invoice_number, "billing_month": inv.billing_month,
+            "issue_date": document.issue_date, "payment_due_date": document.payment_due_date,
             "issuer": operator.issuer, "agent": operator.agent(inv.sales_agent), "tax_summary": inv.tax_summary,
             "replaces": replaces}
 
@@ -117,7 +117,9 @@ def _queue_notice(conn: Connection, customer: Customer, document: Document, oper
                   replaces: dict | None = None) -> bool:
     month = document.invoice.billing_month
     key = f"invoice:{customer.id}:{month}" + (f":r{document.revision}" if document.revision else "")
-    return outbox.queue(conn, "invoice", customer, key, notice_context(document, operator, replaces))
+    # A correction (credit note, and reissue unless nothing is due) has its own wording; an invoice alone is one.
+    kind = "correction" if replaces else "invoice"
+    return outbox.queue(conn, kind, customer, key, notice_context(document, operator, replaces), operator)
 
 
 def _issue_invoice(conn: Connection, customer: Customer, invoice: Invoice, operator: OperatorSettings,

@@ -6,8 +6,11 @@ Nothing outside this module imports smtplib: a send ends in success or one of th
 from __future__ import annotations
 
 import smtplib
+from datetime import datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import format_datetime
+from zoneinfo import ZoneInfo
 
 from cloudbackup.edges.connections import SmtpEndpoint
 
@@ -32,13 +35,19 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+JST = ZoneInfo("Asia/Tokyo")
+
+
 def build_message(sender: str, recipient: str, subject: str, text: str, html: str | None,
-                  message_id: str, kind: str | None = None) -> EmailMessage:
+                  message_id: str, kind: str | None = None, display_name: str = "",
+                  now: datetime | None = None) -> EmailMessage:
+    """A service notice: From with a display name, Date on the Japan clock (+0900), the notice's own
+    Message-ID; no List-Unsubscribe (a notice under the terms is not a mailing one can leave)."""
     msg = EmailMessage()
-    msg["From"] = sender
+    msg["From"] = Address(display_name, addr_spec=sender) if display_name else sender
     msg["To"] = recipient
     msg["Subject"] = subject
-    msg["Date"] = formatdate(localtime=False)
+    msg["Date"] = format_datetime((now or datetime.now(JST)).astimezone(JST))
     msg["Message-ID"] = message_id
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies to notices
     if kind:

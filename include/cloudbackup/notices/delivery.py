@@ -16,6 +16,8 @@ from cloudbackup.clock import utcnow
 from cloudbackup.edges import smtp
 from cloudbackup.edges.connections import SmtpEndpoint
 from cloudbackup.edges.db import from_db_time, to_db_time
+from cloudbackup.notices import outbox
+from cloudbackup.registry.operator import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ def _claim(engine: Engine, ids: list[int], token: str, now: datetime, policy: De
             "AND (claimed_until IS NULL OR claimed_until <= :now)").bindparams(expanding),
             {"tok": token, "until": to_db_time(now + policy.lease), "now": to_db_time(now), "ids": ids})
         rows = conn.execute(sa.text(
-            "SELECT id, kind, customer_id, recipient, subject, body_text, body_html, message_id, attempts "
+            "SELECT id, kind, customer_id, recipient, language, subject, body_text, body_html, message_id, attempts "
             "FROM notices WHERE claim_token = :tok AND id IN :ids ORDER BY created_at, id").bindparams(expanding),
             {"tok": token, "ids": ids}).all()
     return [(row, before.get(int(row.id))) for row in rows]
@@ -143,8 +145,14 @@ def _log(o: Outcome) -> Outcome:
     return o
 
 
+def _display_names(operator: OperatorSettings | None) -> dict[str, str]:
+    """The From display name per notice language, from operator.yaml's `mail` (none if it cannot be read)."""
+    operator = operator or outbox.operator_settings()
+    return {lang: operator.mail.display_name(lang) for lang in ("ja", "en")} if operator else {}
+
+
 def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | None = None,
-                    now: Callable[[], datetime] = utcnow) -> DeliveryReport:
+                    now: Callable[[], datetime] = utcnow, operator: OperatorSettings | None = None) -> DeliveryReport:
     """Send every due notice at most once per pass; refusals wait with backoff, N refusals make it stuck.
 
     Notices are claimed (committed, a few dozen at a time) before they are sent, and each is marked sent
@@ -158,6 +166,7 @@ def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | N
     outcomes: list[Outcome] = []
     unavailable: str | None = None
     due = _due_ids(engine, now(), policy)
+    display_names = _display_names(operator) if due else {}
     with smtp.Session(ep) as session:
         for first in range(0, len(due), policy.claim_chunk):
             claimed = _claim(engine, due[first:first + policy.claim_chunk], token, now(), policy)
@@ -167,7 +176,7 @@ def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | N
                                 "again with the same Message-ID %s", row.id, row.message_id)
                 try:
                     msg = smtp.build_message(ep.sender, row.recipient, row.subject, row.body_text, row.body_html,
-                                             row.message_id, row.kind)
+                                             row.message_id, row.kind, display_names.get(row.language, ""))
                 except (ValueError, TypeError) as exc:  # a recipient or subject no message can carry
                     outcomes.append(_log(_mark_failed(engine, row, token, now(), smtp.describe(exc), policy)))
                     continue

@@ -6,7 +6,9 @@ Maintenance and suspension notices render the registry's own `Window` and `Suspe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+
+from cloudbackup.clock import add_months, month_last_day
 
 DIGEST_PATHS = 20          # a collection-error digest lists at most this many paths (art. 17(2))
 
@@ -38,6 +40,9 @@ class CollectionErrorDigest:
     @property
     def more_paths(self) -> int:
         return self.error_count - len(self.first_paths)
+
+    def has_reason(self, reason: str) -> bool:
+        return any(r.reason == reason and r.count for r in self.by_reason)
 
 
 def digest(run_key: str, started_at: datetime, finished_at: datetime | None, files_collected: int,
@@ -74,3 +79,29 @@ class CapacityNotice:
     @property
     def reached_capacity(self) -> bool:
         return self.stored_bytes >= self.contract_capacity_bytes
+
+
+def one_month_after(day: date) -> date:
+    """The same day a month later, or that month's last day when it has no such day."""
+    year, month = add_months(day.year, day.month, 1)
+    return date(year, month, min(day.day, month_last_day(year, month).day))
+
+
+@dataclass(frozen=True)
+class ServiceEnd:
+    """The operator ends the service, or a part of it (art. 19(1)), announced one month ahead or more (19(2)).
+
+    What becomes of the stored backups (return, deletion) is agreed with each customer (19(3)).
+    """
+
+    end_id: str
+    last_day: date            # the last day the service is provided (Tokyo calendar)
+    announced_on: date        # the day the notice goes out
+    scope: str = ""           # customer-facing words for the part that ends; empty: the whole service
+    scope_en: str = ""
+
+    def __post_init__(self) -> None:
+        earliest = one_month_after(self.announced_on)
+        if self.last_day < earliest:
+            raise ValueError(f"service end {self.end_id}: {self.last_day} is less than one month after the notice "
+                             f"of {self.announced_on}; art. 19(2) needs {earliest} or later")

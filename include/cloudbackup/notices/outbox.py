@@ -9,6 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from cloudbackup import settings
+from cloudbackup.backup.names import NamePolicy
 from cloudbackup.clock import utcnow
 from cloudbackup.edges.db import from_db_time, to_db_time
 from cloudbackup.notices.kinds import (
@@ -17,42 +19,84 @@ from cloudbackup.notices.kinds import (
     CollectionErrorDigest,
     ErrorPath,
     ReasonCount,
+    ServiceEnd,
     UsagePoint,
 )
 from cloudbackup.notices.templating import render
 from cloudbackup.registry.customers import Customer, Suspension
 from cloudbackup.registry.maintenance import Window
+from cloudbackup.registry.operator import OperatorSettings, load_operator, operator_path
 
 log = logging.getLogger(__name__)
 
 CAPACITY_HISTORY_RUNS = 7   # points in the capacity notice's usage chart, this event included
-MESSAGE_ID_DOMAIN = "cloudbackup.notices"
+# Used only when operator.yaml cannot be read (logged as an error): `.invalid` is reserved, never anyone's domain.
+FALLBACK_MESSAGE_ID_DOMAIN = "notices.cloudbackup.invalid"
 
 
-def message_id(idempotency_key: str) -> str:
-    """Stable per notice: every (re)send of one notice carries the same Message-ID."""
-    return f"<{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}@{MESSAGE_ID_DOMAIN}>"
+def message_id(idempotency_key: str, domain: str = FALLBACK_MESSAGE_ID_DOMAIN) -> str:
+    """Stable per notice: every (re)send of one notice carries the same Message-ID, under the operator's domain."""
+    return f"<{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+_operator_cache: dict[tuple[str, int], OperatorSettings] = {}
+
+
+def operator_settings() -> OperatorSettings | None:
+    """operator.yaml of the registry (cached while the file is unchanged); None, logged, if it cannot be read.
+
+    A broken file must not undo the event that queues a notice (a backup run's records): the notice then names
+    no sales agent and `cloudbackup registry check` reports the file.
+    """
+    path = operator_path()
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in _operator_cache:
+            _operator_cache.clear()
+            _operator_cache[key] = load_operator(path)
+        return _operator_cache[key]
+    except (OSError, ValueError) as exc:
+        log.error("notices: operator settings unreadable, notices go without the sales agent's contact: %s", exc)
+        return None
+
+
+def name_policy() -> NamePolicy:
+    """The operator's file-name policy (backup.yaml), worded in collection-error digests (art. 18(2))."""
+    from cloudbackup.registry.backup_settings import load_backup_settings
+
+    try:
+        return load_backup_settings(settings.registry_dir() / "backup.yaml").name_policy
+    except (OSError, ValueError) as exc:
+        log.error("notices: backup.yaml unreadable, the digest words the default file-name policy: %s", exc)
+        return NamePolicy()
 
 
 def queue(conn: Connection, kind: str, customer: Customer, idempotency_key: str,
-          context: dict[str, Any]) -> bool:
+          context: dict[str, Any], operator: OperatorSettings | None = None) -> bool:
     """Add a notice to the outbox inside the caller's transaction; False if it was already queued.
 
-    Rendered now, in the customer's language, so the record holds exactly the words that will be sent.
+    Rendered now, in the customer's language, so the record holds exactly the words that will be sent. Every
+    notice's footer names the customer's sales agent and how to reach it (operator.yaml, loaded if not given).
     """
     exists = conn.execute(sa.text("SELECT 1 FROM notices WHERE idempotency_key = :k"),
                           {"k": idempotency_key}).first()
     if exists:
         return False
     language = customer.language.value
-    rendered = render(kind, language, {"customer": customer, **context})
+    operator = operator or operator_settings()
+    agent = operator.sales_agents.get(customer.sales_agent) if operator else None
+    if operator and agent is None:
+        log.error("notices: customer %s has sales agent %r, not in operator.yaml: the %s notice names no agent",
+                  customer.id, customer.sales_agent, kind)
+    domain = operator.mail.message_id_domain if operator else FALLBACK_MESSAGE_ID_DOMAIN
+    rendered = render(kind, language, {"customer": customer, "agent": agent, **context})
     # ON CONFLICT: a concurrent writer of the same event gets False instead of a failed transaction.
     inserted = conn.execute(sa.text(
         "INSERT INTO notices (kind, customer_id, recipient, language, subject, body_text, body_html, "
         "idempotency_key, message_id, created_at, attempts) "
         "VALUES (:kind, :c, :r, :lang, :s, :t, :h, :k, :m, :at, 0) ON CONFLICT (idempotency_key) DO NOTHING"),
         {"kind": kind, "c": customer.id, "r": customer.notice_email, "lang": language, "s": rendered.subject,
-         "t": rendered.text, "h": rendered.html, "k": idempotency_key, "m": message_id(idempotency_key),
+         "t": rendered.text, "h": rendered.html, "k": idempotency_key, "m": message_id(idempotency_key, domain),
          "at": to_db_time(utcnow())})
     if inserted.rowcount != 1:
         return False
@@ -98,7 +142,7 @@ def queue_collection_errors(conn: Connection, customer: Customer, backup_run_id:
     if found is None:
         return False
     return queue(conn, "collection_errors", customer, f"collection_errors:{customer.id}:run:{backup_run_id}",
-                 {"digest": found})
+                 {"digest": found, "name_policy": name_policy()})
 
 
 def capacity_notice(conn: Connection, customer: Customer, capacity_event_id: int,
@@ -159,3 +203,10 @@ def queue_suspension(conn: Connection, customer: Customer, suspension: Suspensio
         raise ValueError(f"suspension from {suspension.from_} is not one of customer {customer.id!r}'s suspensions")
     key = f"suspension:{customer.id}:{suspension.from_.isoformat()}"
     return queue(conn, "suspension", customer, key, {"suspension": suspension})
+
+
+def queue_service_end(conn: Connection, customers: list[Customer], end: ServiceEnd) -> int:
+    """Queue the notice that the service (or a part of it) ends (art. 19(2)): one month ahead or more, which
+    ServiceEnd itself checks; returns how many were new. Call it in the transaction that records the decision."""
+    return sum(queue(conn, "service_end", c, f"service_end:{end.end_id}:{end.last_day.isoformat()}:{c.id}",
+                     {"service_end": end}) for c in customers)

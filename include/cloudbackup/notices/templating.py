@@ -13,7 +13,7 @@ from jinja2.runtime import Context
 from cloudbackup.clock import TOKYO
 from cloudbackup.notices import labels
 
-KINDS = ("collection_errors", "capacity", "maintenance", "suspension", "invoice")
+KINDS = ("collection_errors", "capacity", "maintenance", "suspension", "service_end", "invoice", "correction")
 LANGUAGES = ("ja", "en")
 PARTS = ("subject", "txt", "html")
 _WEEKDAYS_JA = "月火水木金土日"
@@ -52,6 +52,23 @@ def day(ctx: Context, value: date | datetime) -> str:
     return f"{value:%a} {value.day} {value:%b %Y}"
 
 
+@pass_context
+def long_date(ctx: Context, value: date) -> str:
+    """A calendar date without the weekday, as invoices print it: `2026年11月1日` / `1 November 2026`."""
+    if ctx["language"] == "ja":
+        return f"{value.year}年{value.month}月{value.day}日"
+    return f"{value.day} {value:%B %Y}"
+
+
+@pass_context
+def month(ctx: Context, value: Any) -> str:
+    """A billing month (`BillingMonth` or `YYYY-MM`): `2026年10月` / `October 2026`."""
+    year, number = (int(p) for p in str(value).split("-")) if isinstance(value, str) else (value.year, value.month)
+    if ctx["language"] == "ja":
+        return f"{year}年{number}月"
+    return f"{date(year, number, 1):%B %Y}"
+
+
 def short_day(value: datetime) -> str:
     """`11/20`: the Tokyo day of a chart point."""
     return f"{_aware(value):%m/%d}"
@@ -62,9 +79,11 @@ def num(value: int) -> str:
 
 
 def gb(size_bytes: int) -> str:
-    """Decimal gigabytes, as the contract capacity is sold (catalog.GB), one decimal, truncated."""
-    value = (Decimal(size_bytes) / Decimal(10**9)).quantize(Decimal("0.1"), rounding=ROUND_DOWN)
-    return f"{value:,} GB"
+    """Decimal gigabytes, as the contract capacity is sold (catalog.GB), one decimal, truncated; below 1 GB
+    in decimal megabytes, so that a small figure never reads `0.0 GB`."""
+    unit, name = (10**9, "GB") if size_bytes >= 10**9 else (10**6, "MB")
+    value = (Decimal(size_bytes) / Decimal(unit)).quantize(Decimal("0.1"), rounding=ROUND_DOWN)
+    return f"{value:,} {name}"
 
 
 def percent(part: int, whole: int) -> str:
@@ -103,8 +122,8 @@ def _environment() -> Environment:
         # Template files are named *.html.j2: the default select_autoescape(["html"]) misses them.
         autoescape=lambda name: name is not None and name.endswith((".html.j2", ".html")),
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(yen=yen, num=num, jst=jst, day=day, short_day=short_day, gb=gb, percent=percent, bar=bar,
-                       bar_percent=bar_percent, safe_path=safe_path, label=label)
+    env.filters.update(yen=yen, num=num, jst=jst, day=day, long_date=long_date, month=month, short_day=short_day,
+                       gb=gb, percent=percent, bar=bar, bar_percent=bar_percent, safe_path=safe_path, label=label)
     return env
 
 
@@ -124,7 +143,9 @@ def render(kind: str, language: str, context: dict[str, Any]) -> RenderedNotice:
         raise ValueError(f"unknown notice kind {kind!r}; known: {', '.join(KINDS)}")
     if language not in LANGUAGES:
         raise ValueError(f"no notice templates for language {language!r}; known: {', '.join(LANGUAGES)}")
-    full = {**context, "language": language}
+    # `agent` is None when the customer's sales agent is unknown (`registry check` reports it): the footer then
+    # names no agent. `name_policy` is the operator's file-name policy (backup.yaml), worded in the digest.
+    full = {"agent": None, "name_policy": None, **context, "language": language}
 
     def part(suffix: str) -> str:
         return ENV.get_template(f"notices/{kind}.{language}.{suffix}.j2").render(full)

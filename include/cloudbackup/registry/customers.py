@@ -57,7 +57,9 @@ class Suspension(_Strict):
 
     from_: date = Field(alias="from")
     to: date | None = None
-    reason: str = ""
+    reason: str = ""                 # the operator's note, for operators only: never mailed
+    reason_code: SuspensionReason | None = None   # what the notice names, in the customer's words
+    customer_message: str = ""       # optional words for the customer, printed in the notice as written
     emergency: bool = False          # art. 14(2): no advance notice was possible
 
     @property
@@ -71,9 +73,14 @@ class Suspension(_Strict):
         return self.from_ + CURE_PERIOD
 
     @property
-    def notice_reason(self) -> str:
-        """What the suspension notice names as the reason: a SuspensionReason code, `other` when none is given."""
-        return self.reason or SuspensionReason.OTHER
+    def notice_reason(self) -> SuspensionReason:
+        """The reason code the notice names (labelled): `reason_code`; else a `reason` that is exactly a code
+        (files written before `reason_code`); else `other`. Free text in `reason` is never a customer's."""
+        if self.reason_code is not None:
+            return self.reason_code
+        if self.reason in {r.value for r in SuspensionReason}:
+            return SuspensionReason(self.reason)
+        return SuspensionReason.OTHER
 
 
 class Cancellation(_Strict):

@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from cloudbackup import settings
 from cloudbackup.clock import add_months, month_last_day
@@ -34,6 +34,7 @@ class Issuer(_Strict):
     corporation: bool = True       # a corporation's number is its corporate number, which has a check digit
     registration_number: str
     address: str = ""
+    address_en: str = ""           # the English invoice prints this, or `address` when it is empty
     invoice_number_prefix: str = Field(default="CB", pattern=r"^[A-Z0-9]{1,8}$")
 
     @field_validator("registration_number", mode="before")
@@ -64,14 +65,44 @@ class PaymentInstructions(_Strict):
         return date(year, month, min(self.due_day, month_last_day(year, month).day))
 
 
+class AgentContact(_Strict):
+    """Where a customer reaches its sales agent: printed in every notice's footer and on the invoice."""
+
+    email: str = Field(default="", pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: str = Field(default="", pattern=r"^$|^[0-9+][0-9 ()-]{5,}$")
+    hours: str = ""                # e.g. 平日 9:00〜17:00
+    hours_en: str = ""
+
+    @model_validator(mode="after")
+    def _reachable(self) -> AgentContact:
+        if not (self.email or self.phone):
+            raise ValueError("a sales agent's contact needs an email or a phone number")
+        return self
+
+
 class SalesAgent(_Strict):
+    """A sales agent as customers know it (art. 23): its name, how to reach it, how to pay it."""
+
     name: str = Field(min_length=1)
     name_en: str = ""
+    contact: AgentContact
     payment: PaymentInstructions
+
+
+class MailSettings(_Strict):
+    """How notices present themselves: the From display name and the domain of their Message-IDs."""
+
+    from_name: str = Field(min_length=1)           # the From display name of Japanese notices
+    from_name_en: str = ""                         # of English notices (from_name when empty)
+    message_id_domain: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+
+    def display_name(self, language: str) -> str:
+        return (self.from_name_en or self.from_name) if language == "en" else self.from_name
 
 
 class OperatorSettings(_Strict):
     issuer: Issuer
+    mail: MailSettings
     sales_agents: Annotated[dict[str, SalesAgent], Field(min_length=1)]
 
     @field_validator("sales_agents")
