@@ -174,9 +174,15 @@ def test_hostile_names_are_reported_and_symlinks_never_followed(stack) -> None:
                        (f"{remote}/bell\\x07.txt", "name_policy"),
                        (f"{remote}/{'a' * 60}.txt", "name_policy"),
                        (f"{remote}/bad\\x1bdir", "name_policy")}
-    collected = {f.path for f in load_manifest(store, "cust-host").files}
+    manifest = load_manifest(store, "cust-host")
+    collected = {f.path for f in manifest.files if not f.is_link}
     assert collected == {f"{remote}/ok.txt", f"{remote}/..dots..txt", f"{remote}/back\\slash.txt",
                          f"{remote}/inside/real.txt"}
+    # Symlinks are recorded as links with their targets, never followed (issue 11).
+    assert {f.path: f.target for f in manifest.files if f.is_link} == {
+        f"{remote}/etc-link": "/etc", f"{remote}/passwd-link": "/etc/passwd",
+        f"{remote}/loop-link": str(local / "inside")}
+    assert all(f.chunks == () for f in manifest.files if f.is_link)
     keys = [k for k, _ in store.list_keys("")]
     assert keys and all(k.startswith("customers/cust-host/") for k in keys)
     assert not any("passwd" in k or "hidden" in k for k in keys)

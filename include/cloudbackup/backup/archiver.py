@@ -8,18 +8,19 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from cloudbackup.backup import format as snap
+from cloudbackup.backup.checker import DamagedObject, check_objects, referenced_objects, sample_keys
 from cloudbackup.backup.format import SHA256_META, customer_prefix, object_key
 from cloudbackup.backup.names import NamePolicy
 from cloudbackup.backup.options import EngineOptions, MiB
 from cloudbackup.backup.outcomes import CollectionError, CollectionErrorReason
-from cloudbackup.backup.repository import RepositoryWriter, load_manifest
+from cloudbackup.backup.repository import RepositoryWriter, list_snapshots, load_manifest
 from cloudbackup.backup.walk import RemoteFile, walk
 from cloudbackup.clock import utcnow
 from cloudbackup.edges.s3 import ObjectStore
@@ -49,6 +50,11 @@ class BackupResult:
     objects_uploaded: int = 0
     errors: list[CollectionError] = field(default_factory=list)
     read_paths: list[str] = field(default_factory=list)
+    links: int = 0                       # symlinks recorded as links
+    sampled_objects: int = 0             # stored objects re-read and checked by this run's sample
+    damage_found: list[DamagedObject] = field(default_factory=list)   # by this run's sample
+    healed: list[str] = field(default_factory=list)     # damaged keys the new snapshot no longer depends on
+    unhealed: list[str] = field(default_factory=list)   # damaged keys it still depends on (none expected)
 
 
 class ChangedDuringRead(Exception):
@@ -108,8 +114,10 @@ class Collector:
 
     def run(self, todo: list[RemoteFile]) -> None:
         work: queue.Queue[RemoteFile] = queue.Queue()
-        # Large files first, so their long reads overlap with the many small ones.
-        for f in sorted(todo, key=lambda f: (f.size <= self.options.small_file_max, f.path)):
+        # Large files first, so their long reads overlap with the many small ones; files changed in the last
+        # seconds last, so they have settled (see _settle) by the time a reader takes them.
+        fresh = time.time() - self.options.settle_seconds
+        for f in sorted(todo, key=lambda f: (f.mtime > fresh, f.size <= self.options.small_file_max, f.path)):
             work.put(f)
         n = max(1, min(self.options.connections, len(todo)))
         threads = [threading.Thread(target=self._worker, args=(work,), name=f"sftp-{i}") for i in range(n)]
@@ -162,13 +170,27 @@ class Collector:
             self.result.errors.append(CollectionError(path, reason, detail))
         self.progress.add(1, 0)
 
+    def _settle(self, f: RemoteFile) -> None:
+        """Wait until the file's mtime second has surely ended on the server (at most `settle_seconds`).
+
+        A write during a read that starts later moves the mtime to a later second, which the stat after the
+        read sees; a read inside the mtime's own second could miss a rewrite that keeps size and mtime.
+        """
+        wait = min(f.mtime + self.options.settle_seconds - time.time(), self.options.settle_seconds)
+        if wait > 0 and self.abort.wait(wait):
+            raise ConnectionLost("run aborted")
+
     def _read(self, sftp: SftpSession, f: RemoteFile) -> snap.FileEntry:
+        self._settle(f)
         if f.size <= self.options.small_file_max:
             with sftp.reader(f.path) as fh:
                 data = b"".join(self._pieces(fh, 0, f.size)) if f.size else b""
+                self.observer.chunk_read(f, 0, f.size)
+                now = fh.stat()
             if len(data) != f.size:
                 raise ChangedDuringRead(f"listed with {f.size} bytes, read {len(data)}")
-            self.observer.chunk_read(f, 0, f.size)
+            if now.size != f.size or now.mtime != f.mtime:
+                raise ChangedDuringRead(f"size/mtime changed from {f.size}/{f.mtime} to {now.size}/{now.mtime}")
             self.progress.add(1, f.size)
             return self.repo.add_small(f, data)
         return self._read_large(sftp, f)
@@ -217,13 +239,23 @@ class Collector:
         return entry
 
 
+def _link_entry(f: RemoteFile) -> snap.FileEntry:
+    target = f.link_target or ""
+    return snap.FileEntry(f.path, f.size, f.mtime, f.mode, hashlib.sha256(target.encode("utf-8")).hexdigest(), (),
+                          snap.SYMLINK, target)
+
+
 def run_backup(connect: Connect, store: ObjectStore, customer_id: str, run_key: str, paths: list[str],
                excludes: list[str], policy: NamePolicy | None = None, options: EngineOptions | None = None,
-               observer: Observer | None = None, now: Callable[[], datetime] = utcnow) -> BackupResult:
+               observer: Observer | None = None, now: Callable[[], datetime] = utcnow,
+               damaged: Collection[str] = ()) -> BackupResult:
     """One snapshot of the designated areas; per-file problems are collection errors, lost sessions raise.
 
     Files whose size and mtime match the previous snapshot (or an interrupted run's index) are neither
-    read nor uploaded. The manifest is written last: a run that raises leaves no snapshot behind.
+    read nor uploaded, unless their bytes are in a damaged object: `damaged` (keys relative to the customer's
+    prefix, known damaged from the project's DB) and whatever this run's sample of the stored objects finds
+    (`engine.verify_sample_fraction`). Those files are read again and stored afresh (self-healing). The
+    manifest is written last: a run that raises leaves no snapshot behind.
     """
     policy, options, observer = policy or NamePolicy(), options or EngineOptions(), observer or Observer()
     started = now()
@@ -232,17 +264,36 @@ def run_backup(connect: Connect, store: ObjectStore, customer_id: str, run_key: 
         listing: list[RemoteFile] = []
         for root in paths:
             listing.extend(walk(sftp, root, excludes, policy, result.errors))
+    links = [_link_entry(f) for f in listing if f.is_link]
+    listing = [f for f in listing if not f.is_link]
     previous = load_manifest(store, customer_id)
+    bad = set(damaged)
+    if previous and options.verify_sample_fraction > 0:
+        # Self-healing: a rolling share of the stored objects re-read each run (a different share each run).
+        turn = len(list_snapshots(store, customer_id))
+        sample = sample_keys(referenced_objects(previous.files), options.verify_sample_fraction, turn)
+        result.sampled_objects = len(sample)
+        result.damage_found = check_objects(store, customer_id, sample, options.upload_threads)
+        for d in result.damage_found:
+            log.error("%s: stored object %s is damaged (%s: %s); its files are read again this run",
+                      customer_id, d.key, d.reason, d.detail)
+        bad |= {d.key for d in result.damage_found}
+
+    def usable(e: snap.FileEntry) -> bool:
+        return not (bad and e.object_keys() & bad)
+
     repo = RepositoryWriter(store, customer_id, options)
-    known: dict[str, snap.FileEntry] = previous.by_path() if previous else {}
+    known: dict[str, snap.FileEntry] = ({p: e for p, e in previous.by_path().items() if usable(e)}
+                                        if previous else {})
     if previous:
-        repo.learn(previous.files)
+        repo.learn([e for e in previous.files if usable(e)])
     # Chunks that arrived before an interruption are skipped by name (one LIST instead of a HEAD per chunk).
     repo.data_keys.update(k[len(customer_prefix(customer_id)):] for k, _ in
                           store.list_keys(customer_prefix(customer_id) + snap.DATA))
+    repo.data_keys -= bad      # a damaged chunk is PUT again when a file that holds it is read again
     leftover = [k for k, _ in store.list_keys(customer_prefix(customer_id) + snap.INDEX)]
     for key in leftover:
-        entries = snap.decode_index(store.get_bytes(key))
+        entries = [e for e in snap.decode_index(store.get_bytes(key)) if usable(e)]
         repo.learn(entries)
         known.update({e.path: e for e in entries})
     carried: list[snap.FileEntry] = []
@@ -269,7 +320,14 @@ def run_backup(connect: Connect, store: ObjectStore, customer_id: str, run_key: 
     result.bytes_uploaded, result.objects_uploaded = repo.bytes_uploaded, repo.objects_uploaded
     if collector.failure is not None:
         raise collector.failure
-    files = carried + collector.entries
+    files = carried + collector.entries + links
+    result.links = len(links)
+    if bad:
+        still = set().union(*(e.object_keys() for e in files)) & bad
+        result.unhealed = sorted(still - repo.uploaded)
+        result.healed = sorted(bad - set(result.unhealed))
+        log.warning("%s: self-healing: %d damaged object(s) no longer used by the new snapshot%s", customer_id,
+                    len(result.healed), f"; still used: {result.unhealed}" if result.unhealed else "")
     result.snapshot_id = snap.new_snapshot_id(started)
     result.files, result.bytes = len(files), sum(f.size for f in files)
     header = snap.SnapshotHeader(

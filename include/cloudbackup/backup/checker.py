@@ -1,18 +1,33 @@
-"""The checker: re-read every object a snapshot uses and check each object's and each file's sha256."""
+"""The checker: re-read stored objects and check their sha256s — a whole snapshot (`verify`), or the rolling
+sample each backup run takes (self-healing, docs/storage-format.md)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cloudbackup.backup import format as snap
 from cloudbackup.backup.format import SHA256_META, object_key
 from cloudbackup.backup.restorer import manifest_or_fail
-from cloudbackup.edges.s3 import ObjectStore
+from cloudbackup.edges.s3 import ObjectStore, is_missing
 
 log = logging.getLogger(__name__)
+
+MISSING = "missing"                  # the object is gone
+HASH_MISMATCH = "hash_mismatch"      # its bytes do not have the sha256 recorded at upload (or its name)
+
+
+@dataclass(frozen=True)
+class DamagedObject:
+    """A stored object (key relative to the customer's prefix) whose bytes are not what was stored."""
+
+    key: str
+    reason: str          # MISSING or HASH_MISMATCH
+    detail: str = ""
 
 
 @dataclass
@@ -22,10 +37,66 @@ class VerifyResult:
     objects: int = 0
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    damaged: list[DamagedObject] = field(default_factory=list)   # recorded by the caller; healed by the next run
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def referenced_objects(files: Iterable[snap.FileEntry]) -> set[str]:
+    """Every pack and chunk the entries use."""
+    return {key for e in files for key, _, _ in e.chunks}
+
+
+def sample_keys(keys: Iterable[str], fraction: float, turn: int) -> list[str]:
+    """The share of `keys` one run re-reads: keys fall in round(1/fraction) slots by a hash of the key, and run
+    number `turn` takes slot `turn mod slots`, so consecutive runs cover every key once per cycle."""
+    if fraction <= 0:
+        return []
+    slots = max(1, round(1 / fraction))
+    return sorted(k for k in keys
+                  if int(hashlib.sha256(k.encode("utf-8")).hexdigest()[:8], 16) % slots == turn % slots)
+
+
+def _expected(store: ObjectStore, key: str, relative: str) -> str | None:
+    if relative.startswith(snap.DATA):
+        return relative.rsplit("/", 1)[1]
+    return store.metadata(key).get(SHA256_META.removeprefix("x-amz-meta-"))
+
+
+def check_object(store: ObjectStore, customer_id: str, relative: str) -> tuple[DamagedObject | None, int]:
+    """Re-read one pack or chunk and compare its sha256 with the one recorded at upload (a chunk: its name).
+
+    Returns the damage (or None) and the bytes read; S3 errors other than a missing object raise.
+    """
+    key = object_key(customer_id, relative)
+    try:
+        expected = _expected(store, key, relative)
+        digest, n = hashlib.sha256(), 0
+        for piece in store.iter_range(key):
+            digest.update(piece)
+            n += len(piece)
+    except Exception as exc:
+        if is_missing(exc):
+            return DamagedObject(relative, MISSING, f"{type(exc).__name__}: {exc}"), 0
+        raise
+    if expected and digest.hexdigest() != expected:
+        return DamagedObject(relative, HASH_MISMATCH, f"sha256 {digest.hexdigest()}, recorded {expected}"), n
+    return None, n
+
+
+def check_objects(store: ObjectStore, customer_id: str, keys: list[str], threads: int = 4) -> list[DamagedObject]:
+    """Re-read the objects (in parallel); the damaged ones, in key order."""
+    if not keys:
+        return []
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="sample") as pool:
+        found = list(pool.map(lambda k: check_object(store, customer_id, k), keys))
+    total = sum(n for _, n in found)
+    damaged = [d for d, _ in found if d is not None]
+    log.info("%s: sample of %d stored object(s) re-read (%d bytes): %d damaged", customer_id, len(keys), total,
+             len(damaged))
+    return damaged
 
 
 def verify(store: ObjectStore, customer_id: str, snapshot_id: str | None = None) -> VerifyResult:
@@ -35,11 +106,14 @@ def verify(store: ObjectStore, customer_id: str, snapshot_id: str | None = None)
     by_pack: dict[str, list[snap.FileEntry]] = defaultdict(list)
     large: list[snap.FileEntry] = []
     for entry in manifest.files:
-        if len(entry.chunks) == 1 and entry.chunks[0][0].startswith(snap.PACKS):
+        if entry.is_link:
+            result.files += 1          # a link holds no stored bytes: its target is in the manifest itself
+        elif len(entry.chunks) == 1 and entry.chunks[0][0].startswith(snap.PACKS):
             by_pack[entry.chunks[0][0]].append(entry)
         else:
             large.append(entry)
     checked_chunks: set[str] = set()
+    damaged: dict[str, DamagedObject] = {}
     for pack, entries in sorted(by_pack.items()):
         key = object_key(customer_id, pack)
         try:
@@ -47,11 +121,14 @@ def verify(store: ObjectStore, customer_id: str, snapshot_id: str | None = None)
             expected = store.metadata(key).get(SHA256_META.removeprefix("x-amz-meta-"))
         except Exception as exc:  # noqa: BLE001 - every unreadable object is reported, the check goes on
             result.problems.append(f"{pack}: cannot read: {exc}")
+            if is_missing(exc):
+                damaged[pack] = DamagedObject(pack, MISSING, str(exc))
             continue
         result.objects += 1
         result.bytes += len(body)
         if hashlib.sha256(body).hexdigest() != expected:
             result.problems.append(f"{pack}: object sha256 differs from the one recorded at upload")
+            damaged[pack] = DamagedObject(pack, HASH_MISMATCH, "object sha256 differs from the one recorded at upload")
         for e in entries:
             _, offset, length = e.chunks[0]
             if hashlib.sha256(body[offset:offset + length]).hexdigest() != e.sha256:
@@ -59,24 +136,33 @@ def verify(store: ObjectStore, customer_id: str, snapshot_id: str | None = None)
             result.files += 1
     for e in large:
         file_digest = hashlib.sha256()
-        try:
-            for key, offset, length in e.chunks:
-                chunk_digest = hashlib.sha256()
+        unreadable = False
+        for key, offset, length in e.chunks:
+            chunk_digest = hashlib.sha256()
+            try:
                 for piece in store.iter_range(object_key(customer_id, key), offset, length):
                     chunk_digest.update(piece)
                     file_digest.update(piece)
-                if key.startswith(snap.DATA) and key not in checked_chunks:
-                    checked_chunks.add(key)
-                    result.objects += 1
-                    result.bytes += length
-                    if chunk_digest.hexdigest() != key.rsplit("/", 1)[1]:
-                        result.problems.append(f"{key}: chunk sha256 differs from its name")
-        except Exception as exc:  # noqa: BLE001
-            result.problems.append(f"{e.path}: cannot read: {exc}")
+            except Exception as exc:  # noqa: BLE001
+                result.problems.append(f"{e.path}: cannot read {key}: {exc}")
+                if is_missing(exc):
+                    damaged[key] = DamagedObject(key, MISSING, str(exc))
+                unreadable = True
+                break
+            if key.startswith(snap.DATA) and key not in checked_chunks:
+                checked_chunks.add(key)
+                result.objects += 1
+                result.bytes += length
+                if chunk_digest.hexdigest() != key.rsplit("/", 1)[1]:
+                    result.problems.append(f"{key}: chunk sha256 differs from its name")
+                    damaged[key] = DamagedObject(key, HASH_MISMATCH, "chunk sha256 differs from its name")
+        if unreadable:
             continue
         if file_digest.hexdigest() != e.sha256:
             result.problems.append(f"{e.path}: sha256 differs from the manifest")
         result.files += 1
-    log.info("verify %s/%s: %d files, %d objects, %d bytes, %d problems", customer_id, result.snapshot_id,
-             result.files, result.objects, result.bytes, len(result.problems))
+    result.damaged = sorted(damaged.values(), key=lambda d: d.key)
+    log.info("verify %s/%s: %d files, %d objects, %d bytes, %d problems, %d damaged objects", customer_id,
+             result.snapshot_id, result.files, result.objects, result.bytes, len(result.problems),
+             len(result.damaged))
     return result

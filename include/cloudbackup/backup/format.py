@@ -13,7 +13,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-FORMAT = "cloudbackup-snapshot/1"
+FORMAT = "cloudbackup-snapshot/2"
+# Manifests a reader accepts: /1 (regular files only) and /2 (adds symlink lines); see docs/storage-format.md.
+READABLE_FORMATS = ("cloudbackup-snapshot/1", FORMAT)
+FILE = "file"
+SYMLINK = "symlink"
 INDEX_FORMAT = "cloudbackup-index/1"
 
 # Keys below the customer's prefix (customers/<id>/); see docs/storage-format.md.
@@ -80,18 +84,35 @@ class FileEntry:
     mode: int
     sha256: str
     chunks: tuple[tuple[str, int, int], ...]      # (object key, offset, length), in file order
+    kind: str = FILE                              # FILE, or SYMLINK: a link, kept as its target, never followed
+    target: str | None = None                     # a symlink's target, as the server's readlink gave it
+
+    @property
+    def is_link(self) -> bool:
+        return self.kind == SYMLINK
 
     def to_json(self) -> dict:
-        return {"path": self.path, "size": self.size, "mtime": self.mtime, "mode": self.mode,
-                "sha256": self.sha256, "chunks": [list(c) for c in self.chunks]}
+        d = {"path": self.path, "size": self.size, "mtime": self.mtime, "mode": self.mode,
+             "sha256": self.sha256, "chunks": [list(c) for c in self.chunks]}
+        if self.is_link:
+            d.update(type=SYMLINK, target=self.target)
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> FileEntry:
+        kind = d.get("type", FILE)
+        if kind not in (FILE, SYMLINK):
+            raise ValueError(f"unknown manifest entry type {kind!r} for {d.get('path')!r}")
         return cls(d["path"], int(d["size"]), int(d["mtime"]), int(d["mode"]), d["sha256"],
-                   tuple((str(k), int(o), int(n)) for k, o, n in d["chunks"]))
+                   tuple((str(k), int(o), int(n)) for k, o, n in d["chunks"]), kind,
+                   str(d["target"]) if kind == SYMLINK else None)
 
     def same_listing(self, size: int, mtime: int) -> bool:
-        return self.size == size and self.mtime == mtime
+        """A regular file listed with this size and mtime may reuse this entry (a link never stands for a file)."""
+        return self.kind == FILE and self.size == size and self.mtime == mtime
+
+    def object_keys(self) -> set[str]:
+        return {key for key, _, _ in self.chunks}
 
 
 @dataclass(frozen=True)
@@ -128,7 +149,7 @@ def encode_manifest(m: Manifest) -> bytes:
 def decode_manifest(blob: bytes) -> Manifest:
     lines = gzip.decompress(blob).decode("utf-8").splitlines()
     head = json.loads(lines[0])
-    if head.get("format") != FORMAT:
+    if head.get("format") not in READABLE_FORMATS:
         raise ValueError(f"unknown snapshot format {head.get('format')!r}")
     head["paths"] = tuple(head["paths"])
     return Manifest(SnapshotHeader(**head), [FileEntry.from_json(json.loads(line)) for line in lines[1:] if line])

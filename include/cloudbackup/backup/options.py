@@ -20,5 +20,14 @@ class EngineOptions:
     read_request: int = 128 * 1024       # bytes per SFTP read request
     read_window: int = 32                # read requests in flight per file
     progress_interval: float = 10.0
+    # A file is read only once its mtime is this many seconds behind the worker's clock (SFTP mtimes are whole
+    # seconds, plus 1 s for the worker's and the server's clocks to differ): a read that starts after the
+    # mtime's second has ended and finds size and mtime unchanged afterwards is a copy of one real version
+    # (docs/storage-format.md, "Consistent copies"). Files changed more recently are read last, after a wait.
+    settle_seconds: float = 2.0
+    # Self-healing: the share of the stored objects (packs, chunks) each run re-reads and checks; 1/30 re-reads
+    # everything about monthly with daily runs. 0 turns the sample off.
+    verify_sample_fraction: float = 1 / 30
+    restore_threads: int = 4             # parallel GETs (and local writes) of a restore
 
 

@@ -28,6 +28,7 @@ class CollectionErrorReason(StrEnum):
     VANISHED = "vanished"                         # listed, then gone when read
     CHANGED_DURING_READ = "changed_during_read"   # size or mtime moved while read: collected next run
     UNREADABLE = "unreadable"                     # any other read failure on a live session
+    SPECIAL_FILE = "special_file"                 # a fifo, socket or device: not a file's contents to keep
 
 
 class SkipReason(StrEnum):
@@ -35,6 +36,8 @@ class SkipReason(StrEnum):
 
     SUSPENDED = "suspended"       # art. 14
     MAINTENANCE = "maintenance"   # art. 13
+    CONTRACT_ENDED = "contract_ended"                   # after the last day of service (art. 11, 12, 19)
+    CANCELLED_BEFORE_START = "cancelled_before_start"   # cancelled before the service start (art. 21(3))
 
 
 @dataclass(frozen=True)

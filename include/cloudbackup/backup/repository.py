@@ -87,6 +87,7 @@ class RepositoryWriter:
         self.pool = ThreadPoolExecutor(options.upload_threads, thread_name_prefix="upload")
         self.futures: list[Future] = []
         self.index_keys: list[str] = []
+        self.uploaded: set[str] = set()     # keys (relative) PUT by this run
 
     def key(self, relative: str) -> str:
         return object_key(self.customer_id, relative)
@@ -104,6 +105,7 @@ class RepositoryWriter:
         with self.lock:
             self.bytes_uploaded += len(data)
             self.objects_uploaded += 1
+            self.uploaded.add(relative)
 
     # -- small files: packs ------------------------------------------------------------------------------
     def add_small(self, f: RemoteFile, data: bytes) -> snap.FileEntry:

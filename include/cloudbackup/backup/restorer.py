@@ -1,12 +1,26 @@
-"""The restorer (art. 18(1)): write a snapshot's files to a local folder or an SFTP server, each checked by sha256."""
+"""The restorer (art. 18(1)): write a snapshot's files to a local folder or an SFTP server, each checked by sha256.
+
+Every file is first written into a temporary folder `.cbtmp-<random>` at the restore root, under a short
+numbered name, and renamed into place once its sha256 matches the manifest: a long name (up to the
+policy's 255 bytes) never grows past the file system's limit, and no temporary name can be a snapshot's
+file. One file that cannot be restored never stops the others: each failure is listed and the caller fails
+the restore at the end. Symlinks are restored as links, after every file, and nothing is ever written
+through a link (docs/storage-format.md, "Reading: restore").
+"""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import posixpath
-from collections.abc import Iterator
+import secrets
+import shutil
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +34,10 @@ from cloudbackup.edges.sftp import SftpSession
 
 log = logging.getLogger(__name__)
 
+TEMP_PREFIX = ".cbtmp-"
+SPAN_MAX = 32 * 1024 * 1024     # one GET of a pack covers at most this many bytes of neighbouring files
+SPAN_GAP = 1024 * 1024          # … and skips no more than this between two of them
+
 
 class RestoreError(RuntimeError):
     """The snapshot or path asked for does not exist, or the target is unusable."""
@@ -28,9 +46,15 @@ class RestoreError(RuntimeError):
 @dataclass
 class RestoreResult:
     snapshot_id: str
-    files: int = 0
+    files: int = 0                      # files and links restored
     bytes: int = 0
+    links: int = 0                      # of which symlinks
     mismatches: list[str] = field(default_factory=list)    # paths whose bytes did not match the manifest
+    failures: list[str] = field(default_factory=list)      # "path: why" of files that could not be written
+
+    @property
+    def ok(self) -> bool:
+        return not (self.mismatches or self.failures)
 
 
 def file_bytes(store: ObjectStore, customer_id: str, entry: snap.FileEntry) -> Iterator[bytes]:
@@ -53,55 +77,174 @@ def relative_target(path: str) -> str:
     return "/".join(parts)
 
 
-class _Writer(Protocol):
-    def write_file(self, relative: str, entry: snap.FileEntry, data: Iterator[bytes]) -> str: ...
+def below_links(entries: list[snap.FileEntry]) -> set[str]:
+    """Paths that lie below a symlink of the same snapshot: writing them would go through the link.
+
+    A walk never yields such a pair (links are not followed); only a tampered manifest does.
+    """
+    links = {e.path.rstrip("/") for e in entries if e.is_link}
+    out = set()
+    for e in entries:
+        parts = e.path.split("/")
+        if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+            out.add(e.path)
+    return out
+
+
+class _Target(Protocol):
+    threads: int
+
+    def begin(self, reserved: set[str]) -> None: ...
+
+    def write_file(self, relative: str, entry: snap.FileEntry, data: Iterable[bytes]) -> str: ...
+
+    def write_link(self, relative: str, entry: snap.FileEntry) -> None: ...
+
+    def end(self) -> None: ...
+
+
+def _temp_name(reserved: set[str]) -> str:
+    while True:
+        name = TEMP_PREFIX + secrets.token_hex(8)
+        if name not in reserved:
+            return name
 
 
 class LocalTarget:
-    """Restores into a local folder; each file is written under a temporary name and renamed when verified."""
+    """Restores into a local folder (thread-safe: files are written in parallel)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, threads: int = 4) -> None:
         self.root = root.resolve()
+        self.threads = threads
+        self.tmp: Path | None = None
+        self.counter = itertools.count()
+        self.made: set[Path] = set()
+        self.lock = threading.Lock()
 
-    def write_file(self, relative: str, entry: snap.FileEntry, data: Iterator[bytes]) -> str:
-        final = (self.root / relative).resolve()
-        if self.root not in final.parents:
-            raise RestoreError(f"refusing to write {final} outside {self.root}")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.cloudbackup-restore")
+    def begin(self, reserved: set[str]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        while self.tmp is None:
+            candidate = self.root / _temp_name(reserved)
+            try:
+                candidate.mkdir(mode=0o700)       # never an existing folder: a fresh one or another name
+            except FileExistsError:
+                continue
+            self.tmp = candidate
+
+    def end(self) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+    def _parent(self, relative: str) -> Path:
+        """The folder the entry goes in, made as needed; refuses a path through a symlink or out of the root."""
+        parent = self.root
+        for part in relative.split("/")[:-1]:
+            parent = parent / part
+            if parent in self.made:
+                continue
+            if parent.is_symlink():
+                raise RestoreError(f"refusing to write below the symlink {parent}")
+            try:
+                parent.mkdir()
+            except FileExistsError:
+                if not parent.is_dir() or parent.is_symlink():
+                    raise RestoreError(f"{parent} exists and is not a folder") from None
+            with self.lock:
+                self.made.add(parent)
+        if parent != self.root and self.root not in parent.resolve().parents:
+            raise RestoreError(f"refusing to write {parent} outside {self.root}")
+        return parent
+
+    def _tmp(self) -> Path:
+        assert self.tmp is not None, "begin() first"
+        with self.lock:
+            return self.tmp / str(next(self.counter))
+
+    def write_file(self, relative: str, entry: snap.FileEntry, data: Iterable[bytes]) -> str:
+        final = self._parent(relative) / relative.rsplit("/", 1)[-1]
+        tmp = self._tmp()
         digest = hashlib.sha256()
-        with open(tmp, "wb") as out:
-            for piece in data:
-                digest.update(piece)
-                out.write(piece)
-        if digest.hexdigest() != entry.sha256:
-            tmp.unlink()
-            return digest.hexdigest()
-        os.chmod(tmp, entry.mode & 0o7777 or 0o644)
-        os.utime(tmp, (entry.mtime, entry.mtime))
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as out:
+                for piece in data:
+                    digest.update(piece)
+                    out.write(piece)
+            if digest.hexdigest() != entry.sha256:
+                return digest.hexdigest()
+            os.chmod(tmp, entry.mode & 0o7777 or 0o644)
+            os.utime(tmp, (entry.mtime, entry.mtime))
+            os.replace(tmp, final)     # replaces a file or a link of that name; never follows a link
+        finally:
+            tmp.unlink(missing_ok=True)
         return digest.hexdigest()
+
+    def write_link(self, relative: str, entry: snap.FileEntry) -> None:
+        final = self._parent(relative) / relative.rsplit("/", 1)[-1]
+        tmp = self._tmp()
+        try:
+            os.symlink(entry.target or "", tmp)
+            os.utime(tmp, (entry.mtime, entry.mtime), follow_symlinks=False)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 class SftpTarget:
-    """Restores onto an SFTP server below `root` (e.g. back to the customer's server)."""
+    """Restores onto an SFTP server below `root` (one session: one thread)."""
+
+    threads = 1
 
     def __init__(self, sftp: SftpSession, root: str) -> None:
         self.sftp, self.root = sftp, root.rstrip("/") or "/"
         self.made: set[str] = set()
+        self.tmp: str | None = None
+        self.counter = itertools.count()
 
     def _mkdirs(self, directory: str) -> None:
         if directory in self.made or directory in ("", "/"):
             return
         self._mkdirs(posixpath.dirname(directory))
-        if not self.sftp.exists(directory):
+        st = self.sftp.lstat(directory)
+        if st is None:
             self.sftp.mkdir(directory)
+        elif st.is_link:
+            raise RestoreError(f"refusing to write below the symlink {directory}")
+        elif not st.is_dir:
+            raise RestoreError(f"{directory} exists and is not a folder")
         self.made.add(directory)
 
-    def write_file(self, relative: str, entry: snap.FileEntry, data: Iterator[bytes]) -> str:
+    def begin(self, reserved: set[str]) -> None:
+        self._mkdirs(self.root)
+        while self.tmp is None:
+            candidate = posixpath.join(self.root, _temp_name(reserved))
+            try:
+                self.sftp.mkdir(candidate)      # fails on an existing entry: then another name
+            except OSError:
+                if self.sftp.lstat(candidate) is None:
+                    raise
+                continue
+            self.tmp = candidate
+
+    def end(self) -> None:
+        if self.tmp is None:
+            return
+        try:
+            for raw, _ in self.sftp.listdir(self.tmp):
+                self.sftp.remove(posixpath.join(self.tmp, raw.decode()))
+            self.sftp.rmdir(self.tmp)
+        except OSError as exc:
+            log.warning("restore: could not remove the temporary folder %s: %s", self.tmp, exc)
+        self.tmp = None
+
+    def _paths(self, relative: str) -> tuple[str, str]:
+        assert self.tmp is not None, "begin() first"
         final = posixpath.join(self.root, relative)
         self._mkdirs(posixpath.dirname(final))
-        tmp = posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}.cloudbackup-restore")
+        return final, posixpath.join(self.tmp, str(next(self.counter)))
+
+    def write_file(self, relative: str, entry: snap.FileEntry, data: Iterable[bytes]) -> str:
+        final, tmp = self._paths(relative)
         digest = hashlib.sha256()
         with self.sftp.writer(tmp) as out:
             for piece in data:
@@ -115,30 +258,122 @@ class SftpTarget:
         self.sftp.rename_over(tmp, final)
         return digest.hexdigest()
 
+    def write_link(self, relative: str, entry: snap.FileEntry) -> None:
+        final, tmp = self._paths(relative)
+        self.sftp.symlink(entry.target or "", tmp)
+        self.sftp.rename_over(tmp, final)
 
-def restore(store: ObjectStore, customer_id: str, target: _Writer, snapshot_id: str | None = None,
+
+def _spans(entries: list[snap.FileEntry]) -> Iterator[list[snap.FileEntry]]:
+    """A pack's files in offset order, cut into runs that one ranged GET fetches."""
+    run: list[snap.FileEntry] = []
+    for e in sorted(entries, key=lambda e: e.chunks[0][1]):
+        _, offset, length = e.chunks[0]
+        if run:
+            start = run[0].chunks[0][1]
+            end = max(r.chunks[0][1] + r.chunks[0][2] for r in run)
+            if offset + length - start > SPAN_MAX or offset - end > SPAN_GAP:
+                yield run
+                run = []
+        run.append(e)
+    if run:
+        yield run
+
+
+class _Restore:
+    def __init__(self, store: ObjectStore, customer_id: str, target: _Target, result: RestoreResult) -> None:
+        self.store, self.customer_id, self.target, self.result = store, customer_id, target, result
+        self.lock = threading.Lock()
+
+    def fail(self, path: str, why: str) -> None:
+        log.error("restore: %s not restored: %s", path, why)
+        with self.lock:
+            self.result.failures.append(f"{path}: {why}")
+
+    def one(self, entry: snap.FileEntry, data: Iterable[bytes]) -> None:
+        try:
+            got = self.target.write_file(relative_target(entry.path), entry, data)
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the others
+            self.fail(entry.path, f"{type(exc).__name__}: {exc}")
+            return
+        with self.lock:
+            if got != entry.sha256:
+                log.error("restore: %s does not match the manifest (sha256 %s, expected %s)", entry.path, got,
+                          entry.sha256)
+                self.result.mismatches.append(entry.path)
+                return
+            self.result.files += 1
+            self.result.bytes += entry.size
+
+    def span(self, pack: str, entries: list[snap.FileEntry]) -> None:
+        start = entries[0].chunks[0][1]
+        end = max(e.chunks[0][1] + e.chunks[0][2] for e in entries)
+        try:
+            body = self.store.get_bytes(object_key(self.customer_id, pack), start, end - start)
+        except Exception as exc:  # noqa: BLE001
+            for e in entries:
+                self.fail(e.path, f"cannot read {pack}: {type(exc).__name__}: {exc}")
+            return
+        view = memoryview(body)
+        for e in entries:
+            _, offset, length = e.chunks[0]
+            self.one(e, [bytes(view[offset - start:offset - start + length])])
+
+    def link(self, entry: snap.FileEntry) -> None:
+        try:
+            self.target.write_link(relative_target(entry.path), entry)
+        except Exception as exc:  # noqa: BLE001
+            self.fail(entry.path, f"{type(exc).__name__}: {exc}")
+            return
+        self.result.files += 1
+        self.result.links += 1
+
+
+def restore(store: ObjectStore, customer_id: str, target: _Target, snapshot_id: str | None = None,
             sub_path: str | None = None) -> RestoreResult:
     """Write the snapshot's files (or those at/below `sub_path`) to `target`, each checked by sha256.
 
     A file whose bytes do not match the manifest is not left at its final name; it is listed in
-    `mismatches`, and the caller fails the restore.
+    `mismatches`; a file that could not be written at all is listed in `failures`. The restore goes on
+    with the others either way, and the caller fails it at the end (`RestoreResult.ok`).
     """
     manifest = manifest_or_fail(store, customer_id, snapshot_id)
     chosen = snap.select(manifest.files, sub_path)
     if not chosen:
         raise RestoreError(f"snapshot {manifest.header.snapshot_id} has no file at or below {sub_path!r}")
     result = RestoreResult(manifest.header.snapshot_id)
+    job = _Restore(store, customer_id, target, result)
+    shadowed = below_links(chosen)
+    packs: dict[str, list[snap.FileEntry]] = defaultdict(list)
+    others: list[snap.FileEntry] = []
+    links: list[snap.FileEntry] = []
     for entry in chosen:
-        got = target.write_file(relative_target(entry.path), entry, file_bytes(store, customer_id, entry))
-        if got != entry.sha256:
-            log.error("restore: %s does not match the manifest (sha256 %s, expected %s)", entry.path, got,
-                      entry.sha256)
-            result.mismatches.append(entry.path)
-            continue
-        result.files += 1
-        result.bytes += entry.size
-    log.info("restored %d files (%d bytes) of snapshot %s for %s, %d mismatches", result.files, result.bytes,
-             result.snapshot_id, customer_id, len(result.mismatches))
+        if entry.path in shadowed:
+            job.fail(entry.path, "lies below a symlink of the snapshot: never written through a link")
+        elif entry.is_link:
+            links.append(entry)
+        elif len(entry.chunks) == 1 and entry.chunks[0][0].startswith(snap.PACKS):
+            packs[entry.chunks[0][0]].append(entry)
+        else:
+            others.append(entry)
+    reserved = {e.path.strip("/").split("/", 1)[0] for e in chosen}
+    target.begin(reserved)
+    try:
+        with ThreadPoolExecutor(max(1, target.threads), thread_name_prefix="restore") as pool:
+            futures = [pool.submit(job.span, pack, run) for pack, entries in sorted(packs.items())
+                       for run in _spans(entries)]
+            # Large files: the biggest first, so the pool ends together.
+            futures += [pool.submit(lambda e: job.one(e, file_bytes(store, customer_id, e)), e)
+                        for e in sorted(others, key=lambda e: -e.size)]
+            for fut in futures:
+                fut.result()
+        for entry in sorted(links, key=lambda e: e.path):    # after every file: nothing is written through them
+            job.link(entry)
+    finally:
+        target.end()
+    log.info("restored %d files (%d links, %d bytes) of snapshot %s for %s; %d mismatches, %d failures",
+             result.files, result.links, result.bytes, result.snapshot_id, customer_id, len(result.mismatches),
+             len(result.failures))
     return result
 
 

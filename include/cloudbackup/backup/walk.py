@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cloudbackup.backup.names import NamePolicy, check_name, printable
 from cloudbackup.backup.outcomes import CollectionError, CollectionErrorReason
-from cloudbackup.edges.sftp import SftpSession
+from cloudbackup.edges.sftp import RemoteStat, SftpSession
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,20 @@ class RemoteFile:
     size: int
     mtime: int
     mode: int
+    link_target: str | None = None   # set for a symlink: its target, recorded as is and never followed
+
+    @property
+    def is_link(self) -> bool:
+        return self.link_target is not None
+
+
+def special_kind(mode: int) -> str:
+    """What a non-regular, non-directory, non-link entry is, in words for the collection error."""
+    for test, words in ((stat.S_ISFIFO, "named pipe (fifo)"), (stat.S_ISSOCK, "socket"),
+                        (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return words
+    return f"not a regular file (mode {mode:o})"
 
 
 def excluded(relative: str, patterns: list[str]) -> bool:
@@ -28,7 +43,11 @@ def excluded(relative: str, patterns: list[str]) -> bool:
 
 def walk(sftp: SftpSession, root: str, excludes: list[str], policy: NamePolicy,
          errors: list[CollectionError]) -> Iterator[RemoteFile]:
-    """Regular files under `root`; symlinks are never followed, refused names are collection errors."""
+    """Regular files and symlinks under `root`; refused names and special files are collection errors.
+
+    A symlink is yielded as a link (its target read with readlink), never followed: it could point anywhere
+    on the server. Fifos, sockets and devices have no contents to keep: each is a `special_file` error.
+    """
     stack = [root.rstrip("/") or "/"]
     while stack:
         directory = stack.pop()
@@ -51,9 +70,37 @@ def walk(sftp: SftpSession, root: str, excludes: list[str], policy: NamePolicy,
             if excluded(posixpath.relpath(path, root), excludes):
                 continue
             if attr.is_link:
-                continue  # a link could point anywhere on the server: never followed
-            if attr.is_dir:
+                link = _link(sftp, path, attr, errors)
+                if link is not None:
+                    yield link
+            elif attr.is_dir:
                 subdirs.append(path)
             elif attr.is_file:
                 yield RemoteFile(path, attr.size, attr.mtime, attr.permissions)
+            else:
+                errors.append(CollectionError(path, CollectionErrorReason.SPECIAL_FILE, special_kind(attr.mode)))
         stack.extend(reversed(subdirs))
+
+
+def _link(sftp: SftpSession, path: str, attr: RemoteStat, errors: list[CollectionError]) -> RemoteFile | None:
+    try:
+        raw = sftp.readlink(path)
+    except FileNotFoundError as exc:
+        errors.append(CollectionError(path, CollectionErrorReason.VANISHED, str(exc)))
+        return None
+    except PermissionError as exc:
+        errors.append(CollectionError(path, CollectionErrorReason.PERMISSION_DENIED, str(exc)))
+        return None
+    except OSError as exc:
+        errors.append(CollectionError(path, CollectionErrorReason.UNREADABLE, f"readlink: {exc}"))
+        return None
+    try:
+        target = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        errors.append(CollectionError(path, CollectionErrorReason.NAME_POLICY,
+                                      f"symlink target is not valid UTF-8: {printable(raw)}"))
+        return None
+    if not target or "\x00" in target:
+        errors.append(CollectionError(path, CollectionErrorReason.UNREADABLE, "empty or NUL symlink target"))
+        return None
+    return RemoteFile(path, len(raw), attr.mtime, attr.permissions, link_target=target)

@@ -7,6 +7,7 @@ from typing import BinaryIO, cast
 
 import urllib3
 from minio import Minio
+from minio.error import S3Error
 
 from cloudbackup.edges.connections import S3Endpoint
 
@@ -27,6 +28,11 @@ class _Whole:
         if 0 <= size < len(data):
             raise ValueError("_Whole is read in one piece")
         return data
+
+
+def is_missing(exc: BaseException) -> bool:
+    """The error says the object does not exist (as opposed to S3 being down or refusing)."""
+    return isinstance(exc, S3Error) and exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
 
 
 class ObjectStore:

@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from typing import cast
 
 import paramiko
-from paramiko.sftp import CMD_CLOSE, CMD_DATA, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READ, CMD_READDIR, int64
+from paramiko.sftp import (
+    CMD_CLOSE,
+    CMD_DATA,
+    CMD_HANDLE,
+    CMD_NAME,
+    CMD_OPENDIR,
+    CMD_READ,
+    CMD_READDIR,
+    CMD_READLINK,
+    int64,
+)
 
 from cloudbackup.edges.connections import SftpEndpoint
 
@@ -27,6 +37,7 @@ MAX_PACKET_SIZE = 64 * 1024   # OpenSSH sends up to this per SSH packet: fewer, 
 READ_REQUEST = 128 * 1024     # OpenSSH serves up to 255 KiB per read; shorter answers are handled below
 READ_WINDOW = 64              # requests in flight per file: 8 MiB, enough to hide the loopback/LAN round trip
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+KEEPALIVE = 15.0              # seconds between SSH keepalives (at most a third of the timeout): NATs keep the flow
 
 
 class SftpConnectError(RuntimeError):
@@ -149,13 +160,61 @@ class SftpSession:
     def remove(self, path: str) -> None:
         self.client.remove(path)
 
+    def rmdir(self, path: str) -> None:
+        self.client.rmdir(path)
+
+    def lstat(self, path: str) -> RemoteStat | None:
+        """The entry itself (a link is not followed); None when nothing is there."""
+        try:
+            return RemoteStat.of(self.client.lstat(path))
+        except FileNotFoundError:
+            return None
+
+    def readlink(self, path: str) -> bytes:
+        """A symlink's target as the raw bytes the server sent (paramiko would decode them)."""
+        t, msg = self.client._request(CMD_READLINK, path)  # type: ignore[attr-defined]
+        if t != CMD_NAME or msg.get_int() != 1:
+            raise paramiko.SFTPError(f"readlink {path!r}: unexpected answer")
+        return msg.get_string()
+
+    def symlink(self, target: str, path: str) -> None:
+        """Create `path` as a symlink to `target` (OpenSSH takes the two in this order on the wire)."""
+        self.client.symlink(target, path)
+
     def alive(self) -> bool:
         return alive(self.client)
 
 
+class _BoundedSFTPClient(paramiko.SFTPClient):
+    """An SFTP client whose channel has a timeout: a server silent for that long ends the session.
+
+    paramiko waits forever for an answer by default; with `channel.settimeout` a read raises socket.timeout, after
+    which the request/answer stream is out of step, so the channel is closed (`alive()` is then False) and the
+    run fails as a lost connection instead of hanging.
+    """
+
+    def _read_packet(self) -> tuple[int, bytes]:
+        try:
+            return super()._read_packet()  # type: ignore[misc]
+        except TimeoutError as exc:
+            channel = self.get_channel()
+            waited = channel.gettimeout() if channel is not None else None
+            if channel is not None:
+                channel.close()
+            raise ConnectionLost(f"the SFTP server sent nothing for {waited} s (hung or unreachable); "
+                                 "session closed") from exc
+
+
 @contextmanager
 def open_sftp(ep: SftpEndpoint, timeout: float = 30.0) -> Iterator[SftpSession]:
-    """An SFTP session over a Transport whose host key was checked before any credential was sent."""
+    """An SFTP session over a Transport whose host key was checked before any credential was sent.
+
+    Bounded in time: connecting, the handshake, authentication and opening the session together must finish
+    within `timeout` seconds (a watchdog closes the Transport otherwise), every later request must be answered
+    within `timeout` (the channel's timeout), and SSH keepalives flow every KEEPALIVE seconds.
+    """
+    import threading
+
     expected = _expected_key(ep.host_key)
     try:
         sock = socket.create_connection((ep.host, ep.port), timeout=timeout)
@@ -167,13 +226,25 @@ def open_sftp(ep: SftpEndpoint, timeout: float = 30.0) -> Iterator[SftpSession]:
     options = transport.get_security_options()
     fast = [c for c in PREFERRED_CIPHERS if c in options.ciphers]
     options.ciphers = tuple(fast + [c for c in options.ciphers if c not in fast])
+    transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = timeout
+    transport.channel_timeout = timeout
+    fired = threading.Event()
+
+    def give_up() -> None:   # a server that accepts and then says nothing
+        fired.set()
+        transport.close()
+
+    watchdog = threading.Timer(timeout, give_up)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         try:
             transport.start_client(timeout=timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise SftpConnectError(
                 f"SSH handshake with {ep.host}:{ep.port} failed: {exc} "
-                "(an old server without modern key exchange fails here)") from exc
+                + (f"(no answer within {timeout} s)" if fired.is_set() else
+                   "(an old server without modern key exchange fails here)")) from exc
         offered = transport.get_remote_server_key()
         if offered.get_name() != expected.get_name() or offered.asbytes() != expected.asbytes():
             raise HostKeyMismatch(
@@ -187,20 +258,29 @@ def open_sftp(ep: SftpEndpoint, timeout: float = 30.0) -> Iterator[SftpSession]:
                 transport.auth_publickey(ep.username, key)
             else:
                 transport.auth_password(ep.username, ep.password or "")
-            client = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE,
-                                                        max_packet_size=MAX_PACKET_SIZE)
+            channel = transport.open_session(window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE,
+                                             timeout=timeout)
+            channel.settimeout(timeout)
+            channel.invoke_subsystem("sftp")
+            client = _BoundedSFTPClient(channel)
+            transport.set_keepalive(max(1, int(min(KEEPALIVE, timeout / 3))))
         except paramiko.AuthenticationException as exc:
             raise SftpConnectError(f"authentication as {ep.username!r} on {ep.host}:{ep.port} failed") from exc
         except (paramiko.SSHException, EOFError, OSError) as exc:
             # The server went away between the handshake and the session (restart, crash): the run fails
             # as a connection failure, which Airflow retries, never as an unexplained EOFError.
             raise SftpConnectError(f"connection to {ep.host}:{ep.port} lost while opening the SFTP session: "
-                                   f"{type(exc).__name__} {exc}") from exc
-        if client is None:
-            raise SftpConnectError(f"{ep.host}:{ep.port} refused the sftp subsystem")
+                                   f"{type(exc).__name__} {exc}"
+                                   + (f" (no answer within {timeout} s)" if fired.is_set() else "")
+                                   ) from exc
+        finally:
+            watchdog.cancel()
+        if fired.is_set() and not transport.is_active():
+            raise SftpConnectError(f"{ep.host}:{ep.port} did not open the SFTP session within {timeout} s")
         with client:
             yield SftpSession(client)
     finally:
+        watchdog.cancel()
         transport.close()
 
 

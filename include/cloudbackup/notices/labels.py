@@ -24,6 +24,7 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
             "vanished": "収集中にファイルが削除・移動されました",
             "changed_during_read": "読み取り中にファイルが変更されたため、次回の収集で取得します",
             "unreadable": "読み取り中にエラーが発生しました",
+            "special_file": "名前付きパイプ・ソケット・デバイスファイルのため収集対象外",
         },
         "en": {
             "name_policy": "file name not in the required format, not collected (terms art. 18(2))",
@@ -31,6 +32,7 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
             "vanished": "file deleted or moved during collection",
             "changed_during_read": "file changed while it was read; it is collected by the next run",
             "unreadable": "read error during collection",
+            "special_file": "a named pipe, socket or device, not a regular file; not collected",
         },
     },
     "run_status": {
@@ -53,10 +55,14 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
         "ja": {
             "suspended": "サービスの利用停止中のため（約款第14条）",
             "maintenance": "メンテナンスによるサービス停止中のため（約款第13条）",
+            "contract_ended": "ご契約のサービス提供期間が終了したため（約款第11条、第12条、第19条）",
+            "cancelled_before_start": "サービス開始前にご契約が解約されたため（約款第21条第3項）",
         },
         "en": {
             "suspended": "the service is suspended (terms art. 14)",
             "maintenance": "the service is stopped for maintenance (terms art. 13)",
+            "contract_ended": "the contract's service period has ended (terms art. 11, 12, 19)",
+            "cancelled_before_start": "the contract was cancelled before the service started (terms art. 21(3))",
         },
     },
     "suspension": {
