@@ -89,8 +89,11 @@ def collect(customer_id: str, run_key: str, at: datetime | None = None) -> dict:
     run_id = records.start_run(engine, customer.id, run_key)
     try:
         endpoint = connections.sftp_endpoint(customer.sftp.connection_id)
+        # Self-healing (issue 11): objects known damaged are not reused; their files are read again.
+        from cloudbackup.backup import health
+        damaged = health.open_damage(engine, customer.id)
         result = run_backup(partial(open_sftp, endpoint), store, customer.id, run_key, customer.sftp.paths,
-                            customer.sftp.excludes, options.name_policy, options.engine)
+                            customer.sftp.excludes, options.name_policy, options.engine, damaged=damaged)
     except Exception as exc:
         records.finish_run(engine, run_id, customer.id, files=0, bytes_=0, errors=[], stored_bytes=None,
                            status=RunStatus.FAILED, detail=str(exc)[:500])
@@ -100,8 +103,9 @@ def collect(customer_id: str, run_key: str, at: datetime | None = None) -> dict:
     cap = load_catalog(settings.catalog_path()).plan(plan).contract_capacity_bytes
     # The run's outcome and the notices it causes (art. 17(2), 17(3)) commit together or not at all.
     with engine.begin() as conn:
+        healing = health.settle_run(conn, customer.id, run_id, result)    # ops read it in the run's detail
         status = records.finish_run(conn, run_id, customer.id, files=result.files, bytes_=result.bytes,
-                                    errors=result.errors, stored_bytes=held)
+                                    errors=result.errors, stored_bytes=held, detail=healing)
         records.record_snapshot(conn, run_id, customer.id, result.snapshot_id,
                                 snapshot.object_key(customer.id, snapshot.snapshot_key(result.snapshot_id)),
                                 file_count=result.files, total_bytes=result.bytes, files_read=result.files_read,
@@ -150,6 +154,9 @@ def restore(customer_id: str, target: str, snapshot_id: str | None = None, sub_p
     if result.mismatches:
         raise restoring.RestoreError(f"{len(result.mismatches)} restored file(s) do not match the manifest: "
                                      + ", ".join(result.mismatches[:10]))
+    if result.failures:   # every other file was restored; each failure was logged
+        raise restoring.RestoreError(f"{len(result.failures)} file(s) could not be restored: "
+                                     + "; ".join(result.failures[:10]))
     return asdict(result)
 
 
@@ -157,7 +164,11 @@ def verify(customer_id: str, snapshot_id: str | None = None) -> dict:
     """Re-read a snapshot's stored objects and check every hash."""
     from cloudbackup.backup.checker import verify as check
 
-    return asdict(check(ObjectStore(connections.s3_endpoint()), customer_id, snapshot_id))
+    result = check(ObjectStore(connections.s3_endpoint()), customer_id, snapshot_id)
+    if result.damaged:   # recorded: the next backup run reads their files again (self-healing, issue 11)
+        from cloudbackup.backup import health
+        health.record_damage(connections.database(), customer_id, result.damaged, health.VERIFY)
+    return asdict(result)
 
 
 def billing_month_for(data_interval_start: datetime) -> BillingMonth:

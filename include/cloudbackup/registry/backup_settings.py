@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import yaml
@@ -17,6 +18,17 @@ class BackupSettings:
     name_policy: NamePolicy = field(default_factory=NamePolicy)
     capacity_thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
     engine: EngineOptions = field(default_factory=EngineOptions)
+
+
+def sample_fraction(value: object) -> float:
+    """`engine.verify_sample_fraction`: a number or a fraction such as `1/30`, from 0 (off) to 1 (all)."""
+    try:
+        fraction = Fraction(str(value).strip())
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"engine: verify_sample_fraction {value!r} is not a number or a fraction like 1/30") from None
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"engine: verify_sample_fraction {value!r} must be between 0 and 1 (e.g. 1/30)")
+    return float(fraction)
 
 
 def load_backup_settings(path: Path) -> BackupSettings:
@@ -35,6 +47,8 @@ def load_backup_settings(path: Path) -> BackupSettings:
         bad = set(engine) - set(EngineOptions.__dataclass_fields__)
         if bad:
             raise ValueError(f"engine: unknown field(s) {sorted(bad)}")
+        if "verify_sample_fraction" in engine:
+            engine["verify_sample_fraction"] = sample_fraction(engine["verify_sample_fraction"])
         return BackupSettings(NamePolicy.from_mapping(data.get("name_policy")), thresholds, EngineOptions(**engine))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from exc
