@@ -176,3 +176,20 @@ def test_the_preview_holds_every_kind_with_no_raw_code_internal_note_or_none(tmp
         content = path.read_text(encoding="utf-8")
         assert "None" not in content and "OPERATOR NOTE" not in content and not AGENT_CODE.search(content), path
         assert not codes & set(re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", content)), path
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (("      email: support@kanto-it-sales.example.jp\n      phone: 03-1234-5678\n", ""),
+     "contact needs an email or a phone number"),
+    (("  message_id_domain: notices.cloudbackup.example.jp\n", "  message_id_domain: not a domain\n"),
+     "message_id_domain"),
+])
+def test_the_operator_settings_refuse_an_unreachable_agent_or_a_bad_message_id_domain(
+        tmp_path: Path, change: tuple[str, str], words: str) -> None:
+    """Art. 23, 28: every notice names how to reach the agent; Message-IDs live under a real domain."""
+    text = (ROOT / "dags" / "registry" / "operator.yaml").read_text(encoding="utf-8")
+    assert change[0] in text
+    broken = tmp_path / "operator.yaml"
+    broken.write_text(text.replace(change[0], change[1]), encoding="utf-8")
+    with pytest.raises(ValueError, match=words):
+        load_operator(broken)

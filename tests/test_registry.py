@@ -77,3 +77,16 @@ def test_unreadable_yaml_is_reported_with_the_file(tmp_path: Path) -> None:
     path.write_text("id: [unclosed", encoding="utf-8")
     with pytest.raises(ValueError, match="broken.yaml: cannot read YAML"):
         load_customer(path)
+
+
+def test_a_contract_capacity_may_be_a_fraction_of_a_gb_in_whole_bytes(tmp_path: Path) -> None:
+    """Art. 6: the contract capacity in decimal GB; a small trial plan (0.001 GB = 1,000,000 bytes) is allowed,
+    a capacity that is not a whole number of bytes is not."""
+    catalog = load_catalog(ROOT / "dags" / "registry" / "catalog.yaml")
+    assert catalog.plan("trial-1mb").contract_capacity_bytes == 1_000_000
+    assert catalog.plan("standard-100").contract_capacity_bytes == 100_000_000_000
+    text = (ROOT / "dags" / "registry" / "catalog.yaml").read_text(encoding="utf-8")
+    too_fine = text.replace("contract_capacity_gb: 0.001", "contract_capacity_gb: 0.0000000001")
+    (tmp_path / "catalog.yaml").write_text(too_fine, encoding="utf-8")
+    with pytest.raises(ValueError, match="whole number of bytes"):
+        load_catalog(tmp_path / "catalog.yaml")

@@ -6,6 +6,7 @@ Everything runs on this machine: real OpenSSH sshd, SeaweedFS S3, aiosmtpd, SQLi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -39,6 +40,16 @@ DEMO_FILES = {
     "/srv/projects/assets/logo.png": bytes(range(256)) * 2048,
 }
 
+# Only `make demo` adds these to demo-tanaka (on the 1 MB trial plan), so that the run shows more than the clean
+# path: a file name in Shift_JIS, which the file-name policy refuses (art. 18(2)) → a collection-error digest;
+# and scanned drawings large enough to pass 80 % of the contract capacity → a capacity notice (art. 17(3)).
+# (`make up` and its tests seed DEMO_FILES alone: their tanaka run stays clean.)
+SHIFT_JIS_NAME = "/srv/documents/" + "旧見積書.txt".encode("cp932").decode("utf-8", "surrogateescape")
+DEMO_ONLY_FILES = {
+    SHIFT_JIS_NAME: "旧見積書（Shift_JIS のファイル名）\n".encode(),
+    "/srv/documents/図面/scan-2026-11.bin": hashlib.shake_256(b"demo drawings").digest(760_000),
+}
+
 
 def _run(cmd: list[str], env: dict[str, str], log: Path) -> None:
     with log.open("w") as out:
@@ -65,7 +76,7 @@ def main() -> int:
 
     print("starting the servers (sshd, SeaweedFS S3, SMTP capture) on free loopback ports …", flush=True)
     with devstack.running_stack(DEMO / "stack") as stack:
-        for remote, data in DEMO_FILES.items():
+        for remote, data in {**DEMO_FILES, **DEMO_ONLY_FILES}.items():
             target = stack.sshd.root / remote.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
@@ -122,14 +133,27 @@ def _report(listing: dict[str, list[tuple[str, int]]], month: str, maildir: Path
 
     mails = sorted(maildir.glob("*.eml"))
     print(f"=== 3. Emails captured by the SMTP server: {maildir.relative_to(ROOT)}/*.eml ({len(mails)}) ===")
+    by_kind: dict[str, list[str]] = {}
     for path in mails:
         msg = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
-        print(f"--- {path.name}\nTo: {msg['To']}\nSubject: {msg['Subject']}\n")
+        by_kind.setdefault(str(msg["X-Cloudbackup-Notice"]), []).append(f"{path.relative_to(ROOT)} → {msg['To']}")
+        print(f"--- {path.name}  [{msg['X-Cloudbackup-Notice']}]\nFrom: {msg['From']}\nTo: {msg['To']}\n"
+              f"Date: {msg['Date']}\nSubject: {msg['Subject']}\n")
         body = msg.get_body(("plain",))
         print(body.get_content() if body else "")
-    print(f"=== Records: SQLite {db_path.relative_to(ROOT)} (tables backup_runs, invoices, notices …); "
-          f"Airflow task logs in var/demo/airflow/logs, step logs in var/demo/logs ===")
 
+    print("=== Where to look ===")
+    kinds = {"collection_errors": "collection-error digest (art. 17(2))", "capacity": "capacity notice (art. 17(3))",
+             "invoice": "invoice (art. 20-26)"}
+    for kind, what in kinds.items():
+        found = by_kind.pop(kind, [])
+        print(f"{what}: " + ("; ".join(found) if found else "none captured (see the step logs)"))
+    for kind, found in by_kind.items():
+        print(f"{kind}: " + "; ".join(found))
+    logs = sorted(p.name for p in (DEMO / "logs").glob("*.log"))
+    print(f"S3 objects: var/demo/s3-objects.json · finance CSV: {DEMO.relative_to(ROOT)}/exports/ · records: SQLite "
+          f"{db_path.relative_to(ROOT)} (tables backup_runs, collection_errors, capacity_events, invoices, notices)")
+    print(f"task logs of each step (airflow dags test): var/demo/logs/ ({', '.join(logs)})")
 
 if __name__ == "__main__":
     sys.exit(main())

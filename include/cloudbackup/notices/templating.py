@@ -79,9 +79,10 @@ def num(value: int) -> str:
 
 
 def gb(size_bytes: int) -> str:
-    """Decimal gigabytes, as the contract capacity is sold (catalog.GB), one decimal, truncated; below 1 GB
-    in decimal megabytes, so that a small figure never reads `0.0 GB`."""
-    unit, name = (10**9, "GB") if size_bytes >= 10**9 else (10**6, "MB")
+    """Decimal gigabytes, as the contract capacity is sold (catalog.GB), one decimal, truncated; below 1 GB in
+    decimal MB, below 1 MB in kB, so that a small figure never reads `0.0 GB` or `0.8 MB`."""
+    unit, name = next(((u, n) for u, n in ((10**9, "GB"), (10**6, "MB"), (10**3, "kB")) if size_bytes >= u),
+                      (10**3, "kB"))
     value = (Decimal(size_bytes) / Decimal(unit)).quantize(Decimal("0.1"), rounding=ROUND_DOWN)
     return f"{value:,} {name}"
 

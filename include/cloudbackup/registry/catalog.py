@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cloudbackup.registry.yamlfile import load_model
 
@@ -31,7 +31,7 @@ class Plan(_Strict):
     code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     name_ja: str
     name_en: str
-    contract_capacity_gb: int = Field(gt=0)
+    contract_capacity_gb: Decimal = Field(gt=0)   # decimal GB; a fraction (0.001 = 1 MB) for small trial plans
     prices: Annotated[list[PriceVersion], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -41,9 +41,16 @@ class Plan(_Strict):
             raise ValueError("prices must be in strictly increasing effective_from order")
         return self
 
+    @field_validator("contract_capacity_gb")
+    @classmethod
+    def _whole_bytes(cls, value: Decimal) -> Decimal:
+        if (value * GB) % 1:
+            raise ValueError(f"{value} GB is not a whole number of bytes")
+        return value
+
     @property
     def contract_capacity_bytes(self) -> int:
-        return self.contract_capacity_gb * GB
+        return int(self.contract_capacity_gb * GB)
 
     def price_on(self, day: date) -> PriceVersion:
         """The price version in effect on `day` (art. 22(2))."""
