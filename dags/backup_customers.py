@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from cloudbackup import settings, tasks
+from cloudbackup.backup.runcontrol import last_collection_moment
 from cloudbackup.clock import TOKYO
 from cloudbackup.registry.customers import Customer, load_registry
 
@@ -19,10 +20,16 @@ Copies the areas this customer designated on its own server (terms art. 16) over
 * **Source**: Airflow connection `{conn}`; paths {paths}; excludes {excludes}
 * **Schedule**: `{schedule}` Asia/Tokyo; missed runs are **not** caught up (art. 18(3))
 * **Status in the registry**: `{status}`; a suspended customer's runs are recorded as skipped
+* **Service ends**: {end}; runs after the last day of service, or after a cancellation before the start, are
+  recorded as skipped (art. 11, 12, 19, 21(3)) and the DAG's `end_date` stops scheduling them
+* **Time limit**: `collect` is stopped after {timeout} (execution_timeout); an SFTP server silent for
+  {sftp_timeout} s fails the run. One run per customer at a time, whatever starts it (a lease in the project's
+  database): a second run waits briefly, then fails with "another backup run is in progress" and records nothing
 
 **Tasks and what their colours mean**
 
-* `collect` — green: snapshot written. Red: server unreachable, host key mismatch or S3 down, so
+* `collect` — green: snapshot written. Red: server unreachable or hung, host key mismatch, S3 down, time limit
+  reached, another run of the customer in progress, or a configuration error, so
   **no snapshot** (retried; a retry is safe and does not resend what arrived). Grey (skipped): the
   customer is suspended or the run fell in a maintenance window (recorded, never caught up).
 * `collection_errors` — green: every listed file was collected. Red: **the snapshot was written, but
@@ -37,6 +44,17 @@ Registry file: `dags/registry/customers/{id}.yaml`.
 """
 
 
+def _run_timeout() -> timedelta:
+    return timedelta(seconds=settings.run_timeout_seconds())
+
+
+def _service_end(customer: Customer) -> str:
+    if customer.cancelled_before_start_on is not None:
+        return f"cancelled before the start on {customer.cancelled_before_start_on}: never collected"
+    end = customer.contract_end
+    return f"last day of service {end}" if end else "open-ended"
+
+
 def backup_dag(customer: Customer) -> DAG:
     with DAG(
         dag_id=customer.dag_id,
@@ -44,9 +62,12 @@ def backup_dag(customer: Customer) -> DAG:
         doc_md=DOC.format(name=customer.name, id=customer.id, conn=customer.sftp.connection_id,
                           paths=", ".join(f"`{p}`" for p in customer.sftp.paths),
                           excludes=", ".join(f"`{p}`" for p in customer.sftp.excludes) or "none",
-                          schedule=customer.schedule, status=customer.status.value),
+                          schedule=customer.schedule, status=customer.status.value,
+                          end=_service_end(customer), timeout=_run_timeout(),
+                          sftp_timeout=int(settings.sftp_timeout_seconds())),
         schedule=CronTriggerTimetable(customer.schedule, timezone="Asia/Tokyo"),
         start_date=datetime.combine(customer.service_start_date, datetime.min.time(), TOKYO),
+        end_date=last_collection_moment(customer),
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=False,   # a paused backup DAG is a customer without backups
@@ -54,10 +75,12 @@ def backup_dag(customer: Customer) -> DAG:
         tags=["backup", f"customer:{customer.id}"],
     ) as dag:
 
-        @task(task_id="collect")
-        def collect(run_id: str | None = None, logical_date: datetime | None = None) -> dict:
+        @task(task_id="collect", execution_timeout=_run_timeout())
+        def collect(run_id: str | None = None, logical_date: datetime | None = None, ti=None) -> dict:  # noqa: ANN001
+            # Each attempt is its own run (its own record): run id plus try number.
+            attempt = getattr(ti, "try_number", None) or 1
             try:
-                return tasks.collect(customer.id, run_id or "manual", logical_date)
+                return tasks.collect(customer.id, f"{run_id or 'manual'}#try{attempt}", logical_date)
             except tasks.CustomerNotCollected as exc:
                 raise AirflowSkipException(str(exc)) from exc
 

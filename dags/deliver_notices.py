@@ -27,6 +27,10 @@ that causes it, rendered in the customer's language. This DAG, every 5 minutes:
    the task fails so Airflow retries it; after `CLOUDBACKUP_NOTICE_MAX_ATTEMPTS` (5) refusals the notice is
    flagged **stuck** and left for an operator.
 
+3. `sweep_dead_runs` — backup runs whose worker died (no heartbeat, lease lapsed) or that outlived the run
+   time limit are marked `failed` in `backup_runs` (no run stays `running`); `cloudbackup backup sweep` does
+   the same from a shell.
+
 The task log lists every notice sent (id, kind, recipient, Message-ID) and every refusal and stuck notice.
 Operators: `cloudbackup notices list --state stuck`, `cloudbackup notices retry ID`.
 """,
@@ -47,4 +51,9 @@ Operators: `cloudbackup notices list --state stuck`, `cloudbackup notices retry 
     def deliver_notices() -> dict:
         return tasks.deliver_notices()
 
+    @task
+    def sweep_dead_runs() -> list[dict]:
+        return tasks.sweep_dead_runs()
+
     queue_event_notices() >> deliver_notices()
+    sweep_dead_runs()

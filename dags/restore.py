@@ -19,9 +19,14 @@ guarantee the result of a restore (art. 18(1)): check the restored data with the
 * **snapshot**: a snapshot id (`cloudbackup backup snapshots --customer ID` lists them) or `latest`
 * **path**: a file or folder inside the snapshot (absolute, as on the customer's server); `/` for all
 * **target**: `local:<folder>` on the worker, under `$CLOUDBACKUP_RESTORE_DIR` (default `var/restores`), or
-  `sftp:<connection id>:<folder>` with the customer's **own** connection (back to its server under a
-  restore folder; art. 33 forbids any other). Existing files of the same name are replaced. The CLI
-  `cloudbackup backup restore` is not confined: it is for operators on the shell.
+  `sftp:<connection id>` with the customer's **own** connection (art. 33 forbids any other): back to its
+  server into **`/restore/<snapshot id>/`**, beside its live data, never over it. `sftp:<connection id>:<folder>`
+  names another folder; a folder inside (or above) the customer's designated areas (art. 16) is refused, so a
+  restore from this form **never overwrites the customer's live files**. Existing files of the same name inside
+  the restore folder are replaced.
+
+Overwriting the live files in place is deliberately not offered here: it is the shell command
+`cloudbackup backup restore --customer ID --in-place`, for an operator acting on the customer's instruction.
 """
 
 with DAG(
@@ -38,8 +43,10 @@ with DAG(
         "customer": Param(type="string", title="Customer id", pattern=r"^[a-z0-9][a-z0-9-]{1,62}$"),
         "snapshot": Param("latest", type="string", title="Snapshot id, or latest"),
         "path": Param("/", type="string", title="File or folder in the snapshot", pattern=r"^/"),
-        "target": Param(type="string", title="Target", pattern=r"^(local:/|sftp:[A-Za-z0-9_.-]+:/)",
-                        description_md="`local:/folder` or `sftp:<connection id>:/folder`"),
+        "target": Param(type="string", title="Target", pattern=r"^(local:/|sftp:[A-Za-z0-9_.-]+(:/|$))",
+                        description_md="`local:/folder`, or `sftp:<connection id>` (restores to "
+                                       "`/restore/<snapshot id>` on the customer's server), or "
+                                       "`sftp:<connection id>:/folder` outside the designated areas"),
     },
 ) as dag:
 

@@ -18,6 +18,6 @@ def test_the_server_vanishing_before_the_session_opens_is_a_connection_failure(
     def vanished(*_args: object, **_kwargs: object) -> None:
         raise failure
 
-    monkeypatch.setattr(paramiko.SFTPClient, "from_transport", vanished)
+    monkeypatch.setattr(paramiko.Channel, "invoke_subsystem", vanished)   # open_sftp's session request
     with pytest.raises(SftpConnectError, match="lost while opening the SFTP session"), connector(stack.sshd)():
         pass

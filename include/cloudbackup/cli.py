@@ -83,16 +83,21 @@ def _billing_correct(args: argparse.Namespace) -> int:
 
 
 def _backup_run(args: argparse.Namespace) -> int:
+    import uuid
     from datetime import UTC, datetime
 
     from cloudbackup import tasks
 
-    run_key = args.run_key or "cli-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    # Unique per run, even for two runs started in the same second: records are never shared.
+    run_key = args.run_key or f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
     try:
         summary = tasks.collect(args.customer, run_key)
     except tasks.CustomerNotCollected as exc:
         print(str(exc))
         return 0
+    except tasks.RunInProgress as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 3
     print(json.dumps(summary, ensure_ascii=False))
     return 2 if summary["collection_errors"] else 0
 
@@ -112,9 +117,23 @@ def _backup_restore(args: argparse.Namespace) -> int:
     from cloudbackup import tasks
 
     target = f"local:{Path(args.to).resolve()}" if args.to else f"sftp:{args.to_sftp}"
-    result = tasks.restore(args.customer, target, args.snapshot, args.path)
+    try:
+        result = tasks.restore(args.customer, target, args.snapshot, args.path, in_place=args.in_place)
+    except tasks.RestoreRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
     print(f"restored {result['files']} files ({result['bytes']} bytes) of snapshot {result['snapshot_id']}, "
           "each verified against the manifest")
+    return 0
+
+
+def _backup_sweep(args: argparse.Namespace) -> int:
+    from cloudbackup import tasks
+
+    swept = tasks.sweep_dead_runs(args.customer)
+    for run in swept:
+        print(f"run {run['run_id']} of {run['customer_id']} marked failed: {run['detail']}")
+    print(f"{len(swept)} run(s) marked failed")
     return 0
 
 
@@ -239,8 +258,12 @@ def _parser() -> argparse.ArgumentParser:
         dest="backup_command", required=True)
     brun = bk.add_parser("run", help="back up one customer now (exit 2 when there were collection errors)")
     brun.add_argument("--customer", required=True)
-    brun.add_argument("--run-key", help="idempotency key of the run (default: cli-<UTC time>)")
+    brun.add_argument("--run-key", help="idempotency key of the run (default: cli-<UTC time>-<random>); exit 3 "
+                      "when another run of the customer is in progress")
     brun.set_defaults(func=_backup_run)
+    bsweep = bk.add_parser("sweep", help="mark runs whose worker died (no heartbeat, lease lapsed) as failed")
+    bsweep.add_argument("--customer", help="only this customer (default: all)")
+    bsweep.set_defaults(func=_backup_sweep)
     blist = bk.add_parser("snapshots", help="list a customer's snapshots, oldest first")
     blist.add_argument("--customer", required=True)
     blist.set_defaults(func=_backup_snapshots)
@@ -254,7 +277,11 @@ def _parser() -> argparse.ArgumentParser:
     bres.add_argument("--path", default="/", help="file or folder inside the snapshot (default: everything)")
     where = bres.add_mutually_exclusive_group(required=True)
     where.add_argument("--to", help="local folder")
-    where.add_argument("--to-sftp", metavar="CONN_ID:/FOLDER", help="an SFTP connection and folder")
+    where.add_argument("--to-sftp", metavar="CONN_ID[:/FOLDER]",
+                       help="an SFTP connection and a folder outside the customer's designated areas "
+                            "(default /restore/<snapshot id>)")
+    where.add_argument("--in-place", action="store_true",
+                       help="onto the customer's own server at the original paths, OVERWRITING its live files")
     bres.set_defaults(func=_backup_restore)
 
     group = sub.add_parser("notices", help="customer notices: preview, outbox, stuck notices").add_subparsers(

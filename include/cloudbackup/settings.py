@@ -23,3 +23,30 @@ def catalog_path() -> Path:
 def restore_dir() -> Path:
     """Where restores triggered from Airflow may write on the worker (the CLI may write anywhere)."""
     return Path(os.environ.get("CLOUDBACKUP_RESTORE_DIR", PROJECT_ROOT / "var" / "restores"))
+
+
+def _seconds(name: str, default: float) -> float:
+    value = float(os.environ.get(name, default))
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value}")
+    return value
+
+
+def run_timeout_seconds() -> float:
+    """The longest a backup run may take: the `collect` task's execution_timeout; the sweeper fails older runs."""
+    return _seconds("CLOUDBACKUP_RUN_TIMEOUT_SECONDS", 6 * 3600)
+
+
+def run_lease_seconds() -> float:
+    """How long a run's lease lives without a heartbeat (renewed every third of it): a dead worker blocks no more."""
+    return _seconds("CLOUDBACKUP_RUN_LEASE_SECONDS", 300)
+
+
+def run_wait_seconds() -> float:
+    """How long a second run of the same customer waits for the first to end before it is refused."""
+    return float(os.environ.get("CLOUDBACKUP_RUN_WAIT_SECONDS", 30))
+
+
+def sftp_timeout_seconds() -> float:
+    """How long an SFTP server may stay silent (connect, handshake, each request) before the run fails."""
+    return _seconds("CLOUDBACKUP_SFTP_TIMEOUT_SECONDS", 60)

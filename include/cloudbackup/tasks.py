@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from sqlalchemy.engine import Engine
+
 from cloudbackup import settings
-from cloudbackup.backup import records, repository
-from cloudbackup.backup.outcomes import RunStatus, SkipReason
+from cloudbackup.backup import records, repository, runcontrol
+from cloudbackup.backup.outcomes import SkipReason
 from cloudbackup.billing import documents, exports
 from cloudbackup.billing.months import BillingMonth
 from cloudbackup.clock import tokyo_date, utcnow
@@ -56,26 +60,87 @@ def _backup_settings():  # noqa: ANN202 - imported lazily: DAG parsing does not 
 
 
 def not_collected_reason(customer: Customer, moment: datetime) -> tuple[SkipReason, str] | None:
-    """Why a run at `moment` is not collected (suspension art. 14, operational stop art. 13), with the
-    operator's explanation; None when it is collected."""
+    """Why a run at `moment` is not collected (contract ended or cancelled before the start, art. 11, 12, 19,
+    21(3); suspension art. 14; operational stop art. 13), with the operator's explanation; None when collected."""
     from cloudbackup.registry.maintenance import active_window, load_windows
 
+    stopped = runcontrol.service_stop(customer, tokyo_date(moment))
+    if stopped:
+        return stopped
     if customer.status is CustomerStatus.SUSPENDED or customer.suspended_on(tokyo_date(moment)):
         return SkipReason.SUSPENDED, "customer suspended (art. 14); not re-collected (art. 18(3))"
     window = active_window(load_windows(settings.registry_dir() / "maintenance.yaml"), customer.id, moment)
     return (SkipReason.MAINTENANCE, window.describe()) if window else None
 
 
+class RunInProgress(RuntimeError):
+    """Another run of the same customer holds the lease: this one collected nothing and recorded nothing."""
+
+
+def _holder() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextmanager
+def _run_lease(engine: Engine, customer_id: str, run_key: str) -> Iterator[Callable[[int], None]]:
+    """Hold the customer's lease for the whole run, renewed by a heartbeat thread; waits up to
+    settings.run_wait_seconds() for another run to end, then refuses. Yields `attach(run_id)`: the heartbeat
+    then also stamps that run's record (the sweeper's sign of life)."""
+    import threading
+    import time
+    from datetime import timedelta
+
+    ttl = timedelta(seconds=settings.run_lease_seconds())
+    deadline = time.monotonic() + settings.run_wait_seconds()
+    while (holder := records.acquire_lease(engine, customer_id, run_key, _holder(), ttl)) is not None:
+        if time.monotonic() >= deadline:
+            raise RunInProgress(f"{customer_id}: another backup run is in progress, so run {run_key!r} is refused "
+                                f"and records nothing: {holder.describe()}. One run per customer at a time; a dead "
+                                "worker's lease lapses by itself (`cloudbackup backup sweep`)")
+        time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+    run: dict[str, int] = {}
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(ttl.total_seconds() / 3):
+            try:
+                if not records.renew_lease(engine, customer_id, run_key, run.get("id"), ttl):
+                    log.error("%s: run %s lost its lease (another run took it over after a stall)", customer_id,
+                              run_key)
+            except Exception:  # noqa: BLE001 - a DB hiccup: the next beat tries again, the lease outlives two
+                log.exception("%s: heartbeat of run %s failed", customer_id, run_key)
+
+    heartbeat = threading.Thread(target=beat, name=f"lease-{customer_id}", daemon=True)
+    heartbeat.start()
+    try:
+        yield lambda run_id: run.update(id=run_id)
+    finally:
+        stop.set()
+        heartbeat.join(5)
+        records.release_lease(engine, customer_id, run_key)
+
+
+def sweep_dead_runs(customer_id: str | None = None) -> list[dict]:
+    """Mark runs whose worker died (no heartbeat, no live lease) or that outlived the run timeout as failed."""
+    from datetime import timedelta
+
+    swept = records.sweep_dead_runs(connections.database(), timedelta(seconds=settings.run_lease_seconds()),
+                                    timedelta(seconds=settings.run_timeout_seconds()), customer_id)
+    for run_id, customer, why in swept:
+        log.warning("%s: run %d marked failed: %s", customer, run_id, why)
+    return [{"run_id": run_id, "customer_id": customer, "detail": why} for run_id, customer, why in swept]
+
+
 def collect(customer_id: str, run_key: str, at: datetime | None = None) -> dict:
     """One backup run of one customer; connection failures raise (the run fails, a retry is safe).
 
-    `at` is the run's scheduled time (now for manual runs): it decides suspension and maintenance skips.
+    `at` is the run's scheduled time (now for manual runs): it decides contract-end, suspension and maintenance
+    skips. `run_key` must be unique per run (Airflow: run id and try number). Only one run per customer collects at
+    a time (the lease); once the record is started, every way out of this function ends it.
     """
-    from functools import partial
-
-    from cloudbackup.backup import format as snapshot
-    from cloudbackup.backup.archiver import run_backup
-
     customer = _customer(customer_id)
     engine = connections.database()
     skipped = not_collected_reason(customer, at or utcnow())
@@ -83,24 +148,41 @@ def collect(customer_id: str, run_key: str, at: datetime | None = None) -> dict:
         reason, detail = skipped
         records.record_skipped(engine, customer.id, run_key, reason, detail)
         raise CustomerNotCollected(f"{customer.id} not collected: {detail}")
+    with _run_lease(engine, customer.id, run_key) as attach:
+        sweep_dead_runs(customer.id)   # an earlier run of this customer whose worker died ends as failed now
+        run_id = records.start_run(engine, customer.id, run_key)
+        attach(run_id)
+        try:
+            return _collect_run(engine, customer, run_id, run_key, at)
+        except BaseException as exc:   # Airflow's timeout and a kill by signal too: the record never stays running
+            try:
+                records.fail_run(engine, run_id, f"{type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - the database itself is down: the sweeper ends the record later
+                log.exception("%s: could not record run %s as failed", customer.id, run_key)
+            raise
+
+
+def _collect_run(engine: Engine, customer: Customer, run_id: int, run_key: str, at: datetime | None) -> dict:
+    from functools import partial
+
+    from cloudbackup.backup import format as snapshot
+    from cloudbackup.backup.archiver import run_backup
+
     options = _backup_settings()
-    store = ObjectStore(connections.s3_endpoint())
-    store.ensure_bucket()
-    run_id = records.start_run(engine, customer.id, run_key)
-    try:
-        endpoint = connections.sftp_endpoint(customer.sftp.connection_id)
-        # Self-healing (issue 11): objects known damaged are not reused; their files are read again.
-        from cloudbackup.backup import health
-        damaged = health.open_damage(engine, customer.id)
-        result = run_backup(partial(open_sftp, endpoint), store, customer.id, run_key, customer.sftp.paths,
-                            customer.sftp.excludes, options.name_policy, options.engine, damaged=damaged)
-    except Exception as exc:
-        records.finish_run(engine, run_id, customer.id, files=0, bytes_=0, errors=[], stored_bytes=None,
-                           status=RunStatus.FAILED, detail=str(exc)[:500])
-        raise
-    held = repository.stored_bytes(store, customer.id)
+    # Configuration the end of the run needs is resolved before anything is written to S3: an unknown plan code
+    # fails the run here, never after the snapshot's manifest is stored.
     plan = customer.plan_in_use(tokyo_date(at or utcnow()))
     cap = load_catalog(settings.catalog_path()).plan(plan).contract_capacity_bytes
+    store = ObjectStore(connections.s3_endpoint())
+    store.ensure_bucket()
+    endpoint = connections.sftp_endpoint(customer.sftp.connection_id)
+    # Self-healing (issue 11): objects known damaged are not reused; their files are read again.
+    from cloudbackup.backup import health
+    damaged = health.open_damage(engine, customer.id)
+    result = run_backup(partial(open_sftp, endpoint, timeout=settings.sftp_timeout_seconds()), store, customer.id,
+                        run_key, customer.sftp.paths, customer.sftp.excludes, options.name_policy, options.engine,
+                        damaged=damaged)
+    held = repository.stored_bytes(store, customer.id)
     # The run's outcome and the notices it causes (art. 17(2), 17(3)) commit together or not at all.
     with engine.begin() as conn:
         healing = health.settle_run(conn, customer.id, run_id, result)    # ops read it in the run's detail
@@ -123,34 +205,55 @@ def collect(customer_id: str, run_key: str, at: datetime | None = None) -> dict:
 
 
 def restore(customer_id: str, target: str, snapshot_id: str | None = None, sub_path: str | None = None,
-            confined: bool = False) -> dict:
-    """Restore (art. 18(1)) to `local:<folder>` or `sftp:<connection id>:<folder>`; mismatches raise.
+            confined: bool = False, in_place: bool = False) -> dict:
+    """Restore (art. 18(1)) to `local:<folder>` or `sftp:<connection id>[:<folder>]`; mismatches raise.
 
-    `confined` (restores triggered from Airflow's UI): a local folder must lie under settings.restore_dir(),
-    and an SFTP target must be the customer's own connection, so no one restores a customer's data onto
-    another customer's server (art. 33) or over the worker's files.
+    Live data is never overwritten by default: an SFTP folder inside (or above) the customer's designated areas
+    (art. 16) is refused, and `sftp:<conn>` without a folder restores to `/restore/<snapshot id>` on that server.
+    `in_place` (the CLI's `--in-place`, never the DAG) restores onto the customer's own connection at `/`, over
+    the live files. `confined` (restores triggered from Airflow's UI): a local folder must lie under
+    settings.restore_dir(), and an SFTP target must be the customer's own connection, so no one restores a
+    customer's data onto another customer's server (art. 33) or over the worker's files.
     """
     from pathlib import Path
 
     from cloudbackup.backup import restorer as restoring
 
+    customer = _customer(customer_id)
+    if in_place:
+        if confined:
+            raise RestoreRefused("an in-place restore (over the customer's live files) is for the CLI only")
+        target = f"sftp:{customer.sftp.connection_id}:/"
     kind, _, rest = target.partition(":")
+    conn_id, _, folder = rest.partition(":")
     if confined:
-        customer = _customer(customer_id)
         if kind == "local" and not Path(rest).resolve().is_relative_to(settings.restore_dir().resolve()):
             raise RestoreRefused(f"restore target {target!r}: a local folder must be under {settings.restore_dir()}")
-        if kind == "sftp" and rest.partition(":")[0] != customer.sftp.connection_id:
+        if kind == "sftp" and conn_id != customer.sftp.connection_id:
             raise RestoreRefused(f"restore target {target!r}: only the customer's own connection "
-                             f"{customer.sftp.connection_id!r} may receive its data")
+                                 f"{customer.sftp.connection_id!r} may receive its data")
     store = ObjectStore(connections.s3_endpoint())
+    if kind == "sftp" and conn_id and not in_place:
+        if not folder:
+            snapshot_id = snapshot_id or repository.latest_snapshot_id(store, customer_id)
+            if snapshot_id is None:
+                raise restoring.RestoreError(f"{customer_id} has no snapshot to restore")
+            folder = runcontrol.ui_restore_folder(snapshot_id)
+        if runcontrol.inside_designated_areas(folder, customer.sftp.paths):
+            raise RestoreRefused(
+                f"restore target {target!r}: folder {folder!r} would write into the customer's designated areas "
+                f"{customer.sftp.paths} (its live data); restore to a folder outside them, e.g. "
+                f"sftp:{conn_id}:{runcontrol.RESTORE_ROOT}/<snapshot id>, or overwrite in place from the shell with "
+                "`cloudbackup backup restore --in-place`")
     if kind == "local" and rest:
         result = restoring.restore(store, customer_id, restoring.LocalTarget(Path(rest)), snapshot_id, sub_path)
-    elif kind == "sftp" and ":" in rest:
-        conn_id, _, folder = rest.partition(":")
-        result = restoring.restore_to_sftp(store, customer_id, open_sftp(connections.sftp_endpoint(conn_id)),
+    elif kind == "sftp" and conn_id:
+        result = restoring.restore_to_sftp(store, customer_id, open_sftp(connections.sftp_endpoint(conn_id),
+                                                                         timeout=settings.sftp_timeout_seconds()),
                                            folder or "/", snapshot_id, sub_path)
+        log.info("%s: restored to %s:%s", customer_id, conn_id, folder or "/ (in place)")
     else:
-        raise ValueError(f"restore target {target!r}: use local:<folder> or sftp:<connection id>:<folder>")
+        raise ValueError(f"restore target {target!r}: use local:<folder> or sftp:<connection id>[:<folder>]")
     if result.mismatches:
         raise restoring.RestoreError(f"{len(result.mismatches)} restored file(s) do not match the manifest: "
                                      + ", ".join(result.mismatches[:10]))

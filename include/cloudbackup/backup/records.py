@@ -7,13 +7,16 @@ upwards in that run. Statuses and reasons are the enums of `backup.outcomes`.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cloudbackup.backup.capacity import DEFAULT_THRESHOLDS, crossings
 from cloudbackup.backup.outcomes import CollectionError, RunStatus, SkipReason
+from cloudbackup.backup.runcontrol import Lease, LeaseDecision, RunningRecord, dead_run_reason, lease_decision
 from cloudbackup.clock import utcnow
-from cloudbackup.edges.db import insert_returning_id, to_db_time, transaction
+from cloudbackup.edges.db import from_db_time, insert_returning_id, to_db_time, transaction
 
 
 def start_run(bind: Engine | Connection, customer_id: str, run_key: str) -> int:
@@ -101,3 +104,105 @@ def record_crossings(bind: Engine | Connection, customer_id: str, run_id: int, s
                 [{"c": customer_id, "r": run_id, "t": t, "s": stored_bytes, "cap": capacity_bytes, "now": now}
                  for t in crossed])
     return crossed
+
+
+# --- run control: the lease (one run per customer at a time), the heartbeat, the sweeper ---------------------------
+
+def _lease(row: sa.Row | None) -> Lease | None:
+    if row is None:
+        return None
+    return Lease(row.customer_id, row.run_key, row.holder, _time(row.acquired_at), _time(row.expires_at))
+
+
+def _time(value: str | datetime) -> datetime:
+    moment = from_db_time(value)
+    assert moment is not None
+    return moment
+
+
+def current_lease(bind: Engine | Connection, customer_id: str) -> Lease | None:
+    with transaction(bind) as conn:
+        return _lease(conn.execute(sa.text("SELECT * FROM run_leases WHERE customer_id = :c"),
+                                   {"c": customer_id}).first())
+
+
+def acquire_lease(bind: Engine, customer_id: str, run_key: str, holder: str, ttl: timedelta,
+                  now: datetime | None = None) -> Lease | None:
+    """Take the customer's lease for `run_key`; None when taken, else the live lease of the run that holds it.
+
+    Safe against any number of simultaneous takers on SQLite and PostgreSQL: each step is one write in its own
+    transaction (no read-then-write to race on): an insert (the primary key lets one win), else a takeover that
+    the database applies only while the rule of `runcontrol.lease_decision` says TAKE or RENEW (a lapsed lease, or
+    this very run's), else the holder is read and reported.
+    """
+    now = now or utcnow()
+    params = {"c": customer_id, "k": run_key, "h": holder, "a": to_db_time(now), "e": to_db_time(now + ttl),
+              "now": to_db_time(now)}
+    for _ in range(5):
+        try:
+            with bind.begin() as conn:
+                conn.execute(sa.text("INSERT INTO run_leases (customer_id, run_key, holder, acquired_at, expires_at) "
+                                     "VALUES (:c, :k, :h, :a, :e)"), params)
+            return None
+        except sa.exc.IntegrityError:
+            pass   # someone holds (or held) it
+        with bind.begin() as conn:
+            if conn.execute(sa.text(
+                    "UPDATE run_leases SET run_key = :k, holder = :h, acquired_at = :a, expires_at = :e "
+                    "WHERE customer_id = :c AND (expires_at <= :now OR run_key = :k)"), params).rowcount:
+                return None
+        current = current_lease(bind, customer_id)
+        if current is not None and lease_decision(current, run_key, now) is LeaseDecision.BUSY:
+            return current
+    raise RuntimeError(f"could not take or read the run lease of {customer_id} (it changed hands five times)")
+
+
+def renew_lease(bind: Engine, customer_id: str, run_key: str, run_id: int | None, ttl: timedelta) -> bool:
+    """The heartbeat: extend the lease and stamp the run; False when this run no longer holds the lease."""
+    now = utcnow()
+    with bind.begin() as conn:
+        held = conn.execute(sa.text("UPDATE run_leases SET expires_at = :e WHERE customer_id = :c AND run_key = :k"),
+                            {"e": to_db_time(now + ttl), "c": customer_id, "k": run_key}).rowcount
+        if run_id is not None:
+            conn.execute(sa.text("UPDATE backup_runs SET heartbeat_at = :t WHERE id = :r AND status = :s"),
+                         {"t": to_db_time(now), "r": run_id, "s": RunStatus.RUNNING})
+    return bool(held)
+
+
+def release_lease(bind: Engine, customer_id: str, run_key: str) -> None:
+    with bind.begin() as conn:
+        conn.execute(sa.text("DELETE FROM run_leases WHERE customer_id = :c AND run_key = :k"),
+                     {"c": customer_id, "k": run_key})
+
+
+def fail_run(bind: Engine | Connection, run_id: int, detail: str) -> bool:
+    """End a run that is still `running` as failed (its own failure path, or the sweeper); False if it had ended."""
+    with transaction(bind) as conn:
+        return bool(conn.execute(sa.text(
+            "UPDATE backup_runs SET status = :f, finished_at = :t, detail = :d WHERE id = :r AND status = :running"),
+            {"f": RunStatus.FAILED, "t": to_db_time(utcnow()), "d": detail[:500], "r": run_id,
+             "running": RunStatus.RUNNING}).rowcount)
+
+
+def sweep_dead_runs(bind: Engine, lease_ttl: timedelta, run_timeout: timedelta, customer_id: str | None = None,
+                    now: datetime | None = None) -> list[tuple[int, str, str]]:
+    """Mark `running` records whose worker died (or that outlived every timeout) as failed, and drop lapsed
+    leases; returns (run id, customer id, why) per run swept."""
+    now = now or utcnow()
+    where, params = ("AND customer_id = :c", {"c": customer_id}) if customer_id else ("", {})
+    with transaction(bind) as conn:
+        rows = conn.execute(sa.text(f"SELECT id, customer_id, run_key, started_at, heartbeat_at FROM backup_runs "
+                                    f"WHERE status = :s {where}"), {"s": RunStatus.RUNNING, **params}).all()
+        leases = {row.customer_id: _lease(row)
+                  for row in conn.execute(sa.text(f"SELECT * FROM run_leases WHERE 1 = 1 {where}"), params)}
+    swept = []
+    for row in rows:
+        run = RunningRecord(int(row.id), row.customer_id, row.run_key, _time(row.started_at),
+                            from_db_time(row.heartbeat_at))
+        why = dead_run_reason(run, leases.get(run.customer_id), now, lease_ttl, run_timeout)
+        if why and fail_run(bind, run.run_id, why):
+            swept.append((run.run_id, run.customer_id, why))
+    with transaction(bind) as conn:
+        conn.execute(sa.text(f"DELETE FROM run_leases WHERE expires_at <= :now {where}"),
+                     {"now": to_db_time(now), **params})
+    return swept
