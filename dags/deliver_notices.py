@@ -37,6 +37,7 @@ Operators: `cloudbackup notices list --state stuck`, `cloudbackup notices retry 
     schedule=timedelta(minutes=5),
     start_date=datetime(2026, 1, 1, tzinfo=TOKYO),
     catchup=False,
+    is_paused_upon_creation=False,   # notices take effect when sent (art. 28): never held back by a pause
     max_active_runs=1,
     default_args={"owner": "customer-ops", "retries": 3, "retry_delay": timedelta(minutes=1),
                   "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15)},

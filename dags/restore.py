@@ -36,6 +36,7 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
+    is_paused_upon_creation=False,   # a paused DAG would hold every restore request queued
     tags=["backup", "restore"],
     # A retry is safe: each file is written under a temporary name and renamed only when verified.
     default_args={"owner": "data-ops", "retries": 1, "retry_delay": timedelta(minutes=2)},

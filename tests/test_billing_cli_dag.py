@@ -93,7 +93,7 @@ def test_the_dag_bills_the_others_and_then_fails_for_a_customer_it_could_not_bil
     assert states["everyone_billed"] == "failed"
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT customer_id, billing_month, issue_date FROM invoices")).all()
-    assert [tuple(r) for r in rows] == [("good-co", "2026-10", "2026-11-01")], "issue date: the data interval's end"
+    assert [tuple(r) for r in rows] == [("good-co", "2026-10", "2026-11-01")], "issue date: the Tokyo date of the run"
 
 
 def test_registry_check_reports_a_sales_agent_missing_from_the_operator_settings_and_timeline_corrections(

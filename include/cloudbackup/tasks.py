@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy.engine import Engine
 
@@ -15,7 +15,7 @@ from cloudbackup.backup import records, repository, runcontrol
 from cloudbackup.backup.outcomes import SkipReason
 from cloudbackup.billing import documents, exports
 from cloudbackup.billing.months import BillingMonth
-from cloudbackup.clock import tokyo_date, utcnow
+from cloudbackup.clock import TOKYO, tokyo_date, utcnow
 from cloudbackup.edges import connections
 from cloudbackup.edges.s3 import ObjectStore
 from cloudbackup.edges.sftp import open_sftp
@@ -274,9 +274,40 @@ def verify(customer_id: str, snapshot_id: str | None = None) -> dict:
     return asdict(result)
 
 
-def billing_month_for(data_interval_start: datetime) -> BillingMonth:
-    """The month a billing run closes: the one its data interval starts in, on the Tokyo calendar."""
-    return BillingMonth.of(tokyo_date(data_interval_start))
+class BillingRunCollides(ValueError):
+    """A manual billing run holds the logical date of a scheduled one, which the scheduler then skips."""
+
+
+def billing_month_for(requested: str | None, run_after: datetime, logical_date: datetime | None = None,
+                      manual: bool = False) -> BillingMonth:
+    """The month a billing run closes: the `month` param, else the month before the run's Tokyo date
+    (billing_run_date).
+
+    A manual run given the logical date of a scheduled slot (06:00 JST on a 1st) takes that slot: Airflow
+    holds it until that time and then never creates the scheduled run. Billing the slot's month, it simply
+    is that run; asked for another month, it would leave the slot's month unbilled without a word, so it
+    is refused, naming the month and what to do.
+    """
+    slot_month = None
+    if manual and logical_date is not None:
+        slot = logical_date.astimezone(TOKYO)
+        if (slot.day, slot.hour, slot.minute, slot.second, slot.microsecond) == (1, 6, 0, 0, 0):
+            slot_month = BillingMonth.of(slot.date()).previous()
+    month = BillingMonth.parse(requested) if requested else BillingMonth.of(
+        billing_run_date(run_after, logical_date)).previous()
+    if slot_month is not None and month != slot_month:
+        raise BillingRunCollides(
+            f"this manual run for {month} holds the logical date {logical_date.astimezone(TOKYO).isoformat()} "  # type: ignore[union-attr]
+            f"of the scheduled run that bills {slot_month}, which the scheduler therefore never creates: "
+            f"trigger {slot_month} now (month param {slot_month}, no logical date), and trigger {month} "
+            "without a logical date")
+    return month
+
+
+def billing_run_date(run_after: datetime, logical_date: datetime | None) -> date:
+    """A billing run's Tokyo date: its logical date (a scheduled slot, or the date a run was given), else
+    when it was triggered. It is the issue date of what the run issues."""
+    return tokyo_date(logical_date or run_after)
 
 
 def issue_invoices(month: str, issue_date: str | None = None, dry_run: bool = False, draft_only: bool = False) -> dict:
