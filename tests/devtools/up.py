@@ -11,6 +11,7 @@ The end-to-end test (tests/test_stack.py) runs the same `start`/`stop` on a fold
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -66,6 +67,7 @@ class Access:
     sftp_root: str
     pids: dict[str, int] = field(default_factory=dict)
     sshd_config: str = ""
+    queue: str = "default"
 
     def env_lines(self) -> list[str]:
         pairs = {"AIRFLOW_URL": self.airflow_url,
@@ -218,7 +220,7 @@ def seed_demo_files(sftp_root: Path) -> None:
 
 
 def start(directory: Path = DEFAULT_DIR, api_port: int | None = None, redis_db: int = 1,
-          db_prefix: str = "cloudbackup_up", unpause: bool = True) -> Access:
+          db_prefix: str = "cloudbackup_up") -> Access:
     """Bring the stack up in `directory`, or return the one already running there."""
     from cryptography.fernet import Fernet
 
@@ -247,7 +249,7 @@ def start(directory: Path = DEFAULT_DIR, api_port: int | None = None, redis_db: 
         s3_bucket=s3["extra"]["bucket"], smtp_port=stack.smtp.port, maildir=str(stack.smtp.maildir),
         export_dir=str(directory / "exports"), restore_dir=str(directory / "restores"),
         logs=str(directory / "airflow" / "logs"), sftp_root=str(stack.sshd.root),
-        sshd_config=str(stack.sshd.directory / "sshd_config"),
+        sshd_config=str(stack.sshd.directory / "sshd_config"), queue=names["queue"],
         pids={"sshd": stack.sshd.proc.pid, "s3": stack.s3.proc.pid, "smtp": stack.smtp.proc.pid})  # type: ignore[union-attr]
     _save(access)
     try:
@@ -272,9 +274,6 @@ def start(directory: Path = DEFAULT_DIR, api_port: int | None = None, redis_db: 
         wanted = {c.dag_id for c in registry.customers} | {"billing_monthly", "deliver_notices", "restore"}
         _wait_for(lambda: wanted <= client.dag_ids(), "the DAGs to be parsed", 240, logs, access.pids)
         _wait_for(lambda: client.worker_ready(logs / "celery-worker.log"), "the Celery worker", 120, logs, access.pids)
-        if unpause:
-            for dag_id in sorted(client.dag_ids()):
-                client.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
     except BaseException:
         stop(directory)
         raise
@@ -356,10 +355,8 @@ def _kill_tree(pids: list[int], sig: int) -> None:
         # Started with start_new_session: its group is its pid and holds its workers. Only a group whose
         # leader is ours is signalled.
         for kill in (os.kill, os.killpg):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 def _descendants(pids: list[int]) -> list[int]:
@@ -367,10 +364,8 @@ def _descendants(pids: list[int]) -> list[int]:
 
     found: list[int] = []
     for pid in pids:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             found += [c.pid for c in psutil.Process(pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            pass
     return found
 
 
@@ -386,26 +381,20 @@ def stop(directory: Path = DEFAULT_DIR) -> list[str]:
     _kill_tree(list(pids.values()), signal.SIGTERM)
     procs = []
     for pid in [*pids.values(), *children]:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             procs.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            pass
     _gone, alive = psutil.wait_procs(procs, timeout=20)
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
     _kill_tree(list(pids.values()), signal.SIGKILL)
     psutil.wait_procs(alive, timeout=5)
     if access.sshd_config:
         # sshd's session processes call setsid(): find them by their config, as devstack does.
         for proc in psutil.process_iter(["cmdline"]):
             if access.sshd_config in " ".join(proc.info["cmdline"] or ()):
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
         shutil.rmtree(access.sftp_root, ignore_errors=True)
     access.pids = {}
     _save(access)
