@@ -9,6 +9,13 @@ with psycopg.connect("postgresql://airflow:airflow@postgres/airflow", autocommit
         c.execute("CREATE DATABASE cloudbackup")
 PY
 cloudbackup db migrate
+# The logins of the simple auth manager, from .env (compose refuses to start while one is empty).
+python - <<'PY'
+import json, os
+path = "/opt/airflow/auth/passwords.json"
+with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+    json.dump({user: os.environ[f"{user.upper()}_PASSWORD"] for user in ("admin", "operator", "finance")}, out)
+PY
 host_key="$(cut -d' ' -f1,2 /keys/ssh_host_ed25519_key.pub)"
 for conn in sftp_demo_tanaka sftp_demo_globex; do
   airflow connections delete "$conn" >/dev/null 2>&1 || true

@@ -6,9 +6,11 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
+from devtools import up
 
 from cloudbackup.edges import connections
 from cloudbackup.registry.customers import load_registry
@@ -24,11 +26,87 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def test_docker_compose_validates_offline() -> None:
+def _config(env_file: Path) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("docker-compose")
     assert exe, "docker-compose (Debian package) is installed by `make setup`"
-    result = subprocess.run([exe, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True)
+    return subprocess.run([exe, "--env-file", str(env_file), "-f", str(COMPOSE), "config", "-q"],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def test_docker_compose_validates_offline_with_the_env_file_the_script_writes(tmp_path: Path) -> None:
+    # scripts/compose-env.sh in a copy of the project's root: it writes .env there and nowhere else.
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "compose-env.sh", tmp_path / "scripts")
+    subprocess.run(["bash", str(tmp_path / "scripts" / "compose-env.sh")], check=True, capture_output=True)
+    env = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines() if "=" in line
+               and not line.startswith("#"))
+    assert set(env) == {"FERNET_KEY", "JWT_SECRET", "ADMIN_PASSWORD", "OPERATOR_PASSWORD", "FINANCE_PASSWORD"}
+    assert all(env.values()) and (tmp_path / ".env").stat().st_mode & 0o077 == 0, "secrets: owner only"
+    result = _config(tmp_path / ".env")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("empty", ["FERNET_KEY", "JWT_SECRET", "FINANCE_PASSWORD"])
+def test_docker_compose_refuses_an_empty_secret(tmp_path: Path, empty: str) -> None:
+    values = {"FERNET_KEY": "k", "JWT_SECRET": "j", "ADMIN_PASSWORD": "a", "OPERATOR_PASSWORD": "o",
+              "FINANCE_PASSWORD": "f"}
+    values[empty] = ""
+    (tmp_path / "env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    result = _config(tmp_path / "env")
+    assert result.returncode != 0 and f"{empty} is empty" in result.stderr
+
+
+def test_the_secrets_come_from_the_env_file_not_literals(compose: dict) -> None:
+    env = compose["x-airflow-common"]["environment"]
+    assert env["AIRFLOW__CORE__FERNET_KEY"].startswith("${FERNET_KEY:?")
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${JWT_SECRET:?")
+    assert (ROOT / ".env.example").exists() and ".env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def _make_up_env() -> dict[str, str]:
+    """The environment `make up` gives every Airflow process (tests/devtools/up.py), with placeholder hosts."""
+    from types import SimpleNamespace
+
+    server = SimpleNamespace(connection=lambda: {"conn_type": "x"})
+    stack = SimpleNamespace(s3=server, smtp=server, sshd=server)
+    access = SimpleNamespace(directory="/tmp/x", logs="/tmp/x/logs", export_dir="/tmp/x/e", restore_dir="/tmp/x/r")
+    names = {"airflow_db": "a", "project_db": "p", "queue": "q"}
+    conn_ids = sorted({c.sftp.connection_id for c in load_registry(ROOT / "dags" / "registry").customers})
+    return up.airflow_env(access, stack, names, {"fernet_key": "f", "jwt_secret": "j"}, 8080, 1,  # type: ignore[arg-type]
+                          conn_ids)
+
+
+# What only describes this machine's `make up` (folders, ports, its own queue and parse intervals).
+MACHINE_ONLY = {"AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER", "AIRFLOW__API__BASE_URL",
+                "AIRFLOW__API__PORT", "AIRFLOW__API__HOST", "AIRFLOW__OPERATORS__DEFAULT_QUEUE",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL",
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER", "AIRFLOW__CELERY__WORKER_CONCURRENCY",
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"}
+
+
+def test_compose_runs_what_make_up_runs(compose: dict) -> None:
+    """The stack the end-to-end test proves (tests/test_stack.py) and the compose stack are the same stack."""
+    ours = _make_up_env()
+    theirs = compose["services"]["airflow-scheduler"]["environment"]
+    for key in sorted(k for k in ours if k.startswith(("AIRFLOW__", "CLOUDBACKUP_")) and k not in MACHINE_ONLY):
+        assert key in theirs, f"make up sets {key}; docker-compose.yaml does not"
+    for key in ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"):
+        assert theirs[key] == ours[key], key
+    assert theirs["AIRFLOW__CORE__LOAD_EXAMPLES"].lower() == ours["AIRFLOW__CORE__LOAD_EXAMPLES"].lower()
+    for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
+                "AIRFLOW__CELERY__RESULT_BACKEND", "AIRFLOW__CELERY__BROKER_URL"):
+        assert theirs[key].split("://")[0] == ours[key].split("://")[0], f"{key}: same driver"
+    # The project's own connections; the customers' SFTP connections are made by airflow-init.sh (below).
+    project = {k for k in ours if k.startswith("AIRFLOW_CONN_CLOUDBACKUP_")}
+    assert project == {k for k in theirs if k.startswith("AIRFLOW_CONN_")}
+    # The same Airflow processes, with the same commands.
+    commands = {name: service.get("command") for name, service in compose["services"].items()
+                if name.startswith("airflow-") and name != "airflow-init"}
+    assert sorted(commands.values()) == sorted(" ".join(args) for args in up.COMPONENTS.values())
+    # The same image: the Airflow version installed here is the one the Dockerfile builds on.
+    from importlib.metadata import version
+
+    assert f"FROM apache/airflow:{version('apache-airflow')}-" in (ROOT / "Dockerfile").read_text()
 
 
 def test_the_official_celery_layout_plus_minio_sftp_and_mail(compose: dict) -> None:

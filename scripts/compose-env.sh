@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Writes .env for `docker compose up` with fresh secrets: the Fernet key, the JWT secret shared by every
+# Airflow component, and the passwords of the three logins. Never overwrites an existing .env.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -e .env ]; then
+  echo ".env exists; not touched (delete it to generate new secrets)" >&2
+  exit 0
+fi
+PY=.venv/bin/python
+[ -x "$PY" ] || PY=python3
+umask 077
+"$PY" - > .env <<'PYCODE'
+import secrets
+from cryptography.fernet import Fernet
+print("# Secrets of the compose stack (scripts/compose-env.sh). Keep out of git; compose refuses empty values.")
+print(f"FERNET_KEY={Fernet.generate_key().decode()}")
+print(f"JWT_SECRET={secrets.token_urlsafe(32)}")
+for user in ("ADMIN", "OPERATOR", "FINANCE"):
+    print(f"{user}_PASSWORD={secrets.token_urlsafe(12)}")
+PYCODE
+echo "wrote .env: logins admin, operator, finance with the passwords in it"
