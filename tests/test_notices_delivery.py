@@ -296,7 +296,7 @@ def test_a_broken_maintenance_file_does_not_hold_back_the_other_notices(
     run = dag.test(logical_date=datetime(2026, 11, 25, 3, 0, tzinfo=UTC))
 
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == {"queue_event_notices": "failed", "deliver_notices": "success"}
+    assert states == {"queue_event_notices": "failed", "deliver_notices": "success", "sweep_dead_runs": "success"}
     (msg,) = new_messages(smtp)
     assert msg["To"] == customer.notice_email and msg["X-Cloudbackup-Notice"] == "collection_errors"
 
