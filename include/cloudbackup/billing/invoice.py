@@ -10,6 +10,11 @@ from functools import cache, cached_property
 from cloudbackup.billing.months import BillingMonth
 
 
+# The "rate" of a line outside the scope of consumption tax (不課税), e.g. the cancellation penalty of art. 21(3)
+# unless the catalog says otherwise: its block on the invoice has no tax and is labelled as outside the scope.
+OUT_OF_SCOPE = Decimal("0")
+
+
 class LineKind(StrEnum):
     MONTHLY_FEE = "monthly_fee"                    # art. 22(1)
     INITIAL_FEE = "initial_fee"                    # art. 22(3)
@@ -41,6 +46,17 @@ class TaxSummary:
     @property
     def percent(self) -> str:
         return f"{(self.rate * 100).normalize():f}%"
+
+    @property
+    def out_of_scope(self) -> bool:
+        """Whether the block is outside the scope of consumption tax (不課税), not a taxed rate."""
+        return self.rate == OUT_OF_SCOPE
+
+    def label(self, language: str) -> str:
+        """The block's name on an invoice: '10%対象' / 'at 10%', or 不課税 / outside the scope of tax."""
+        if self.out_of_scope:
+            return "outside the scope of consumption tax" if language == "en" else "不課税（消費税の対象外）"
+        return f"at {self.percent}" if language == "en" else f"{self.percent}対象"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cloudbackup.billing.invoice import Invoice, InvoiceLine, LineKind
+from decimal import Decimal
+
+from cloudbackup.billing.invoice import OUT_OF_SCOPE, Invoice, InvoiceLine, LineKind
 from cloudbackup.billing.months import BillingMonth
 from cloudbackup.registry.catalog import Catalog, Plan, PriceVersion
 from cloudbackup.registry.customers import Customer
@@ -84,6 +86,12 @@ def penalty_month(customer: Customer) -> BillingMonth | None:
     return None if day is None else BillingMonth.of(day)
 
 
+def penalty_tax_rate(catalog: Catalog, rate: Decimal) -> Decimal:
+    """The cancellation penalty (art. 21(3)) is compensation, not consideration for a service: outside the scope
+    of consumption tax (消費税法基本通達 5-5-2) unless the catalog's `cancellation_penalty_taxable` says so."""
+    return rate if catalog.cancellation_penalty_taxable else OUT_OF_SCOPE
+
+
 def bill(customer: Customer, catalog: Catalog, month: BillingMonth) -> Invoice | None:
     """The invoice for `month`, or None when nothing is due for it."""
     if month < BillingMonth.of(customer.contract_date):
@@ -105,7 +113,7 @@ def bill(customer: Customer, catalog: Catalog, month: BillingMonth) -> Invoice |
         if price.cancellation_penalty:
             lines.append(InvoiceLine(LineKind.CANCELLATION_PENALTY.value,
                                      f"{plan.name_ja} サービス開始前の解約に伴う違約金（約款第21条第3項）",
-                                     price.cancellation_penalty, rate,
+                                     price.cancellation_penalty, penalty_tax_rate(catalog, rate),
                                      f"{plan.name_en} penalty for cancellation before service start "
                                      "(terms art. 21(3))"))
     if not lines:

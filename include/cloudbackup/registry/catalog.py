@@ -71,6 +71,10 @@ class TaxRate(_Strict):
 class Catalog(_Strict):
     plans: Annotated[list[Plan], Field(min_length=1)]
     tax_rates: Annotated[list[TaxRate], Field(min_length=1)]
+    # The penalty for cancelling before the service start (art. 21(3)) compensates for a lost contract: no
+    # service is rendered for it, so it is outside the scope of consumption tax (不課税; 消費税法基本通達 5-5-2).
+    # Set true only where the operator's tax adviser reads the penalty as consideration for a service.
+    cancellation_penalty_taxable: bool = False
 
     @model_validator(mode="after")
     def _unique_codes(self) -> Catalog:
