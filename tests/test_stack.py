@@ -173,3 +173,27 @@ def test_the_finance_login_opens_the_finance_pages(stack: up.Access) -> None:
     finance = up.RestClient(stack.airflow_url, "finance", stack.passwords["finance"])
     status, body = finance.get_bytes("/cloudbackup/finance")
     assert status == 200 and b"invoice" in body.lower()
+
+
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+
+
+def test_the_operator_signs_in_to_the_airflow_ui_and_sees_one_dag_per_customer_in_chromium(
+        stack: up.Access) -> None:
+    """What an operator meets first: Airflow's sign-in, then the DAG list with every demo customer's backup."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.goto(f"{stack.airflow_url}/auth/login/?next={stack.airflow_url}/dags")
+        page.get_by_label("Username").fill("operator")
+        page.get_by_label("Password").fill(stack.passwords["operator"])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{stack.airflow_url}/dags**", timeout=30_000)
+        for dag_id in (TANAKA, GLOBEX, "billing_monthly", "restore"):
+            page.get_by_text(dag_id, exact=True).first.wait_for(timeout=30_000)
+        if os.environ.get("STACK_SCREENSHOTS"):
+            page.screenshot(path=str(Path(os.environ["STACK_SCREENSHOTS"]) / "stack-dags.png"))
+        browser.close()
