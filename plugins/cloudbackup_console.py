@@ -29,8 +29,10 @@ class CloudbackupConsolePlugin(AirflowPlugin):
          "url_route": "cloudbackup-fleet"},
         {"name": "Finance", "href": f"{PREFIX}/finance", "destination": "nav", "category": "Cloud backup",
          "url_route": "cloudbackup-finance"},
-        # A tab on each DAG's page: a backup DAG opens its customer's page (Airflow fills in {DAG_ID}).
-        {"name": "Cloud backup", "href": f"{PREFIX}/dags/{{DAG_ID}}", "destination": "dag"},
+        # A tab on each DAG's page: a backup DAG opens its customer's page (Airflow fills in {DAG_ID}). The
+        # 3.3 UI ignores a DAG-page view without url_route: the tab lives at /dags/<id>/plugin/cloudbackup.
+        {"name": "Cloud backup", "href": f"{PREFIX}/dags/{{DAG_ID}}", "destination": "dag",
+         "url_route": "cloudbackup"},
     ]
 
     @property

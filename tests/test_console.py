@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from cloudbackup.backup.outcomes import CollectionError, SkipReason
@@ -14,8 +16,10 @@ from cloudbackup.backup.records import finish_run, record_skipped, start_run
 from cloudbackup.billing import BillingMonth, exports
 from cloudbackup.billing import documents as invoices
 from cloudbackup.clock import utcnow
+from cloudbackup.console import attention, browse, i18n
 from cloudbackup.console import pages as console_web
 from cloudbackup.console import queries as console
+from cloudbackup.console.attention import Facts, Flag
 from cloudbackup.edges.db import to_db_time
 from cloudbackup.registry.catalog import GB, load_catalog
 from cloudbackup.registry.customers import load_registry
@@ -79,7 +83,10 @@ def test_fleet_shows_each_customers_last_run_stored_capacity_and_stuck_notices(
     assert (alpha.notices_pending, alpha.notices_stuck) == (1, 1) and alpha.attention
     assert beta.last_run.status == "skipped" and beta.stored_bytes == 5 * GB and beta.state == "maintenance"
     assert (beta.notices_pending, beta.notices_stuck) == (0, 0)
-    assert never.last_run is None and never.stored_bytes is None and not never.attention
+    assert never.last_run is None and never.stored_bytes is None
+    # Its 02:00 JST slot has passed since service began and nothing ran: it needs a look, and says why.
+    assert [f.code for f in never.flags] == ["never_run"] and never.attention
+    assert [f.code for f in alpha.flags] == ["with_errors", "stuck_notices", "near_capacity"]
 
 
 def test_suspended_customers_have_no_next_run_and_windows_show_maintenance(registry_dir: Path,
@@ -165,18 +172,55 @@ def test_finance_months_total_the_issued_invoices_and_the_csv_matches_the_billin
     assert body == written.read_bytes()
 
 
+def _row(cid: str, name: str, stored: int | None, state: str = "active",
+         flags: tuple[Flag, ...] = ()) -> console.FleetRow:
+    return console.FleetRow(cid, name, f"backup_{cid}", "standard-100", state, 100 * GB, stored, None, None, 0, 0,
+                            flags=flags)
+
+
 def test_sorting_and_filtering_the_fleet() -> None:
-    """The fleet page sorts by any column and filters by text, state, last-run status and attention."""
-    def row(cid: str, name: str, stored: int | None, state: str = "active") -> console.FleetRow:
-        return console.FleetRow(cid, name, f"backup_{cid}", "standard-100", state, 100 * GB, stored, None, None, 0, 0)
-    rows = [row("a", "Beta", 90 * GB), row("b", "alpha", 10 * GB), row("c", "Gamma", None, "suspended")]
+    """The fleet page sorts by any column (ascending: smallest first) and filters by text, state, last-run status,
+    attention and one reason."""
+    rows = [_row("a", "Beta", 90 * GB, flags=(Flag("near_capacity", number=90),)), _row("b", "alpha", 10 * GB),
+            _row("c", "Gamma", None, "suspended")]
     assert [r.customer_id for r in console.sort_and_filter(rows)] == ["b", "a", "c"]
-    assert [r.customer_id for r in console.sort_and_filter(rows, sort="capacity")] == ["a", "b", "c"]
+    assert [r.customer_id for r in console.sort_and_filter(rows, sort="capacity")] == ["c", "b", "a"]
+    assert [r.customer_id for r in console.sort_and_filter(rows, sort="capacity", descending=True)] == ["a", "b", "c"]
     assert [r.customer_id for r in console.sort_and_filter(rows, sort="name", descending=True)] == ["c", "a", "b"]
     assert [r.customer_id for r in console.sort_and_filter(rows, query="GAM")] == ["c"]
     assert [r.customer_id for r in console.sort_and_filter(rows, state="suspended")] == ["c"]
     assert [r.customer_id for r in console.sort_and_filter(rows, attention=True)] == ["a"]
+    assert [r.customer_id for r in console.sort_and_filter(rows, flag="near_capacity")] == ["a"]
     assert [r.customer_id for r in console.sort_and_filter(rows, status="never")] == ["b", "a", "c"]
+
+
+def _arrow_and_order(html: str) -> tuple[str, list[str]]:
+    head = html[html.index("<thead>"):html.index("</thead>")]
+    arrow = re.search(r'aria-sort="(\w+)".*?class="arrow"[^>]*>(.)<', head, re.S)
+    return f"{arrow.group(1)} {arrow.group(2)}", re.findall(r'data-customer="([^"]+)"', html)
+
+
+def test_the_sort_arrow_shows_the_order_the_rows_are_in() -> None:
+    """▲ ascending (smallest first), ▼ descending; a column's first click gives its useful order (fullest
+    first for capacity); clicking the shown column reverses it."""
+    rows = [_row("a", "Beta", 90 * GB), _row("b", "alpha", 10 * GB), _row("c", "Gamma", 50 * GB)]
+    now = utcnow()
+
+    def page(params: dict[str, str]) -> str:
+        params = {k: params.get(k, "") for k in console_web.FLEET_PARAMS}
+        shown = console.sort_and_filter(rows, sort=params["sort"] or "name",
+                                        descending=console_web.sort_direction(
+                                            {**params, "sort": params["sort"] or "name"}) == "desc")
+        return console_web.render_fleet(shown, total=3, params=params, registry_errors=[], now=now)
+
+    assert _arrow_and_order(page({})) == ("ascending ▲", ["b", "a", "c"])
+    html = page({"sort": "capacity"})
+    assert _arrow_and_order(html) == ("descending ▼", ["a", "c", "b"])
+    head = html[html.index("<thead>"):html.index("</thead>")]
+    link = re.search(r'href="([^"]*sort=capacity[^"]*)"', head).group(1)
+    assert "dir=asc" in link, "clicking the sorted column reverses it"
+    assert _arrow_and_order(page({"sort": "capacity", "dir": "asc"})) == ("ascending ▲", ["b", "c", "a"])
+    assert _arrow_and_order(page({"sort": "name", "dir": "desc"})) == ("descending ▼", ["c", "a", "b"])
 
 
 def test_customer_names_and_file_paths_are_escaped_on_every_page(registry_dir: Path, engine: sa.Engine) -> None:
@@ -197,3 +241,181 @@ def test_customer_names_and_file_paths_are_escaped_on_every_page(registry_dir: P
         assert "<script>alert" not in page and "<img src=x" not in page and "<b>detail" not in page
     assert "&lt;script&gt;alert(&#34;name&#34;)&lt;/script&gt; &amp; 株式会社" in fleet_all
     assert "/srv/share/&lt;img src=x onerror=alert(1)&gt;.txt" in customer_page
+
+
+# ---- attention: every flag for a customer in that state (pure rules, no DB) ---------------------------------
+
+NOW = datetime(2026, 11, 25, 3, 30, tzinfo=UTC)             # 12:30 in Tokyo
+TODAY_0200 = datetime(2026, 11, 25, 2, 0, tzinfo=TOKYO)     # the daily "0 2 * * *" slot, in Tokyo
+
+
+def _facts(**changes: object) -> Facts:
+    healthy = dict(state="active", schedule="0 2 * * *", service_start=date(2026, 9, 1), paused=False,
+                   last_status="succeeded", last_started_at=TODAY_0200 + timedelta(minutes=1),
+                   capacity_percent=40.0, notices_stuck=0, usual_run=timedelta(minutes=7),
+                   run_timeout=timedelta(hours=6))
+    return Facts(**{**healthy, **changes})
+
+
+@pytest.mark.parametrize(("state", "expected"), [
+    ({}, []),
+    ({"last_started_at": TODAY_0200 - timedelta(days=1)}, ["overdue"]),
+    ({"last_status": None, "last_started_at": None}, ["never_run"]),
+    ({"last_status": None, "last_started_at": None, "service_start": date(2026, 11, 26)}, []),   # not due yet
+    ({"last_status": "running", "last_started_at": NOW - timedelta(minutes=25)}, ["long_running"]),  # 7 min usual
+    ({"last_status": "running", "last_started_at": NOW - timedelta(minutes=12)}, []),
+    ({"last_status": "running", "last_started_at": TODAY_0200, "usual_run": None,
+      "run_timeout": timedelta(hours=1)}, ["long_running"]),                                      # past the timeout
+    ({"paused": True, "last_started_at": TODAY_0200 - timedelta(days=3)}, ["paused"]),   # paused: not "overdue"
+    ({"schedule": "0 25 * * *"}, ["broken"]),
+    ({"last_status": "failed"}, ["failed"]),
+    ({"last_status": "succeeded_with_errors"}, ["with_errors"]),
+    ({"notices_stuck": 2}, ["stuck_notices"]),
+    ({"capacity_percent": 80.0}, ["near_capacity"]),
+    ({"capacity_percent": 79.9}, []),
+    ({"state": "suspended", "last_started_at": TODAY_0200 - timedelta(days=9)}, []),     # no run is expected
+    ({"state": "maintenance", "last_started_at": TODAY_0200 - timedelta(days=1)}, []),
+])
+def test_each_attention_flag_appears_for_a_customer_in_that_state(state: dict, expected: list[str]) -> None:
+    """Overdue (its cron, read in Tokyo, expected a run that did not start), never run, running longer than
+    usual or than the run timeout, paused DAG, a schedule that is not a cron, failed, with errors, stuck
+    notices, near capacity; a healthy, suspended or maintenance customer has none."""
+    assert [f.code for f in attention.flags(_facts(**state), NOW)] == expected
+
+
+def test_a_run_is_overdue_only_after_the_grace_following_its_slot() -> None:
+    """The 02:00 JST slot is not overdue at 02:30 (a run may start late), and is at 03:01 with no run."""
+    yesterday = _facts(last_started_at=TODAY_0200 - timedelta(days=1, minutes=-1))
+    assert attention.flags(yesterday, TODAY_0200 + timedelta(minutes=30)) == ()
+    late = attention.flags(yesterday, TODAY_0200 + timedelta(hours=1, minutes=1))
+    assert [(f.code, f.at) for f in late] == [("overdue", TODAY_0200)]
+
+
+def test_flag_counts_count_customers_per_reason() -> None:
+    counted = attention.counts([(Flag("overdue"), Flag("near_capacity")), (Flag("overdue"),), ()])
+    assert list(counted) == list(attention.FLAGS)
+    assert counted["overdue"] == 2 and counted["near_capacity"] == 1 and counted["paused"] == 0
+
+
+def test_a_broken_customer_file_is_shown_as_broken_and_the_fleet_still_answers(
+        registry_dir: Path, engine: sa.Engine) -> None:
+    """Issue 14: one broken file never takes the page down; its customer is listed as broken, naming the field;
+    a cron that loads but cannot fire is flagged too. The others are shown as usual."""
+    _customers(registry_dir, ("fine", "active"))
+    (registry_dir / "customers" / "badlang.yaml").write_text(
+        customer_yaml("badlang", paths=["/srv/data"], language="xx"), encoding="utf-8")
+    (registry_dir / "customers" / "badcron.yaml").write_text(
+        customer_yaml("badcron", paths=["/srv/data"]).replace('"0 2 * * *"', '"0 25 * * *"'), encoding="utf-8")
+    _run(engine, "badlang", "r1", files=1, stored=GB)        # it ran before its file broke
+
+    html = console_web.fleet_html(engine, registry_dir, {}, utcnow())
+    assert set(re.findall(r'data-customer="([^"]+)"', html)) == {"fine", "badlang", "badcron"}
+    broken = re.search(r'<tr [^>]*data-customer="badlang".*?</tr>', html, re.S).group(0)
+    assert 'data-flags="broken"' in broken and "language" in broken and "succeeded" in broken
+    assert 'data-flags="broken' in re.search(r'<tr [^>]*data-customer="badcron"[^>]*>', html).group(0)
+    assert re.search(r'data-flag="broken" class="some\s*"[^>]*>[^<]*<b>2</b>', html), "counted on top"
+
+
+def test_a_paused_dag_and_a_run_running_far_longer_than_usual_are_flagged(
+        registry_dir: Path, engine: sa.Engine) -> None:
+    """Pause state comes from Airflow (the app passes the paused DAG ids); "usual" is the median of the
+    customer's recent finished runs, read only for customers with a run in progress."""
+    _customers(registry_dir, ("held", "active"), ("slow", "active"))
+    now = utcnow()
+    with engine.begin() as conn:
+        for d in range(1, 6):
+            started = now - timedelta(days=d)
+            conn.execute(sa.text(
+                "INSERT INTO backup_runs (customer_id, run_key, status, started_at, finished_at, files_collected, "
+                "bytes_collected, collection_error_count, stored_bytes) "
+                "VALUES ('slow', :k, 'succeeded', :s, :f, 1, 1, 0, 1000)"),
+                {"k": f"r{d}", "s": to_db_time(started), "f": to_db_time(started + timedelta(minutes=5))})
+    run_id = start_run(engine, "slow", "stuck-run")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE backup_runs SET started_at = :t WHERE id = :i"),
+                     {"t": to_db_time(now - timedelta(minutes=40)), "i": run_id})
+    _run(engine, "held", "r1", files=1, stored=GB)
+    registry = load_registry(registry_dir)
+    rows = {r.customer_id: r for r in console.fleet(
+        engine, registry.customers, load_catalog(registry_dir / "catalog.yaml"), now,
+        paused=frozenset({"backup_held"}), run_timeout=timedelta(hours=6))}
+    assert [f.code for f in rows["held"].flags] == ["paused"] and rows["held"].next_run is None
+    assert [f.code for f in rows["slow"].flags] == ["long_running"]
+    assert rows["slow"].flags[0].number == 40
+
+
+# ---- languages -------------------------------------------------------------------------------------------
+
+def test_the_language_follows_the_toggle_then_airflows_ui_then_the_browser() -> None:
+    assert i18n.pick_language("ja", {"cloudbackup_lang": "en"}, "en") == "ja"
+    assert i18n.pick_language(None, {"cloudbackup_lang": "en", "cloudbackup_ui_lang": "ja"}, "ja") == "en"
+    assert i18n.pick_language(None, {"cloudbackup_ui_lang": "ja"}, "en-US") == "ja"
+    assert i18n.pick_language(None, {}, "fr;q=1, ja-JP;q=0.8, en;q=0.5") == "ja"
+    assert i18n.pick_language(None, {}, "de") == i18n.pick_language(None, {}, None) == "en"
+
+
+TEMPLATES = Path(console_web.__file__).resolve().parents[1] / "templates" / "console"
+
+
+def test_every_console_label_has_a_japanese_translation() -> None:
+    """Every `_("…")` of the console's templates and every flag and reason has its Japanese."""
+    text = "".join(t.read_text("utf-8") for t in TEMPLATES.glob("*.j2"))
+    labels = set(re.findall(r'_\(\s*"([^"]+)"', text)) | set(re.findall(r"_\(\s*'([^']+)'", text))
+    labels -= {"flag:"}                                        # _("flag:" ~ code): each code is added below
+    labels |= {label for _, label in console_web.FLEET_COLUMNS}
+    labels |= {f"flag:{c}" for c in attention.FLAGS} | {f"reason:{c}" for c in attention.FLAGS}
+    labels |= {"succeeded", "succeeded with errors", "failed", "running", "skipped", "active", "maintenance",
+               "suspended", "broken", "pending", "stuck", "sent", "queued", "success", "Not allowed", "Restore run"}
+    assert sorted(label for label in labels if label not in i18n.JA) == []
+    assert sorted(k for k in i18n.JA if k.startswith(("flag:", "reason:")) and k not in i18n.EN) == []
+
+
+def test_the_fleet_page_in_japanese(registry_dir: Path, engine: sa.Engine) -> None:
+    _customers(registry_dir, ("alpha", "active"))
+    html = console_web.fleet_html(engine, registry_dir, {}, utcnow(), lang="ja")
+    assert '<html lang="ja">' in html
+    for label in ("要対応", "顧客", "前回の実行", "保存量 / 契約容量", "一度も実行なし", "予定（"):
+        assert label in html
+    for english in ("Needs attention", "Stored / contract", "Never run", "never ran"):
+        assert english not in html
+
+
+# ---- the capacity chart's axes ----------------------------------------------------------------------------
+
+def test_the_capacity_charts_axes_grow_up_and_to_the_right(registry_dir: Path, engine: sa.Engine) -> None:
+    """y: round steps from 0 at the bottom upwards, past the contract line; x: months, oldest on the left."""
+    _customers(registry_dir, ("alpha", "active"))
+    now = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    for d in (300, 200, 100, 1):
+        _run(engine, "alpha", f"r{d}", files=1, stored=(320 - d) * GB // 4)
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE backup_runs SET started_at = :t WHERE run_key = :k"),
+                         {"t": to_db_time(now - timedelta(days=d)), "k": f"r{d}"})
+    customer = load_registry(registry_dir).get("alpha")
+    chart = console_web.capacity_chart(console.customer_detail(
+        engine, customer, load_catalog(registry_dir / "catalog.yaml"), now), now)
+    ys = [y for y, _ in chart.y_ticks]
+    assert chart.y_ticks[0] == (chart.bottom, "0") and ys == sorted(ys, reverse=True)
+    assert [label for _, label in chart.y_ticks][1:3] == ["25.0 GB", "50.0 GB"]
+    assert chart.capacity_y is not None and ys[-1] <= chart.capacity_y
+    xs = [x for x, _ in chart.x_ticks]
+    assert xs == sorted(xs) and chart.x_ticks[0][1] == "2025-12" and chart.x_ticks[-1][1] == "2026-11"
+    first_point = [float(v) for v in chart.points.split()[0].split(",")]
+    last_point = [float(v) for v in chart.points.split()[-1].split(",")]
+    assert first_point[0] < last_point[0] and first_point[1] > last_point[1], "growth goes up and to the right"
+
+
+# ---- browsing a snapshot for a restore --------------------------------------------------------------------
+
+def test_browsing_a_snapshot_lists_one_folders_subfolders_and_files() -> None:
+    entries = [browse.Entry("/srv/data/経理/2026/a.xlsx", 10, 0), browse.Entry("/srv/data/経理/b.pdf", 5, 0),
+               browse.Entry("/srv/data/top.txt", 1, 0), browse.Entry("/srv/other/x", 7, 0)]
+    root = browse.listing("s1", entries, "/")
+    assert [(f.path, f.files, f.bytes) for f in root.folders] == [("/srv", 4, 23)] and root.files == ()
+    data = browse.listing("s1", entries, "/srv/data/")
+    assert [(f.name, f.files, f.bytes) for f in data.folders] == [("経理", 2, 15)]
+    assert [e.path for e in data.files] == ["/srv/data/top.txt"]
+    assert data.crumbs == (("/", "/"), ("srv", "/srv"), ("data", "/srv/data"))
+    assert browse.listing("s1", entries, "/srv/dat").total_files == 0, "a prefix is not a folder"
+    with pytest.raises(ValueError):
+        browse.normalise("srv/data")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
+from statistics import median
 
 import sqlalchemy as sa
 from croniter import croniter
@@ -14,13 +15,15 @@ from sqlalchemy.engine import Engine
 
 from cloudbackup.backup.outcomes import RunStatus, SkipReason
 from cloudbackup.clock import TOKYO, tokyo_date
+from cloudbackup.console import attention
+from cloudbackup.console.attention import Flag
 from cloudbackup.edges.db import from_db_time, to_db_time
 from cloudbackup.notices.delivery import NoticeRecord, list_notices
 from cloudbackup.registry.catalog import Catalog
 from cloudbackup.registry.customers import Customer, CustomerStatus
 from cloudbackup.registry.maintenance import Window
 
-NEAR_CAPACITY_PERCENT = 80          # the fleet page flags customers at or above this share of their contract
+NEAR_CAPACITY_PERCENT = attention.NEAR_CAPACITY_PERCENT   # flagged at or above this share of the contract
 # Only these columns are read, by name, so columns other issues add to the tables never break the console.
 _RUN_COLUMNS = ("id, customer_id, run_key, status, skip_reason, detail, started_at, finished_at, files_collected, "
                 "bytes_collected, collection_error_count, stored_bytes")
@@ -59,6 +62,8 @@ class FleetRow:
     next_run: datetime | None
     notices_pending: int
     notices_stuck: int
+    schedule: str = ""
+    flags: tuple[Flag, ...] = ()        # why it needs attention (console.attention), in display order
 
     @property
     def capacity_percent(self) -> float | None:
@@ -68,10 +73,8 @@ class FleetRow:
 
     @property
     def attention(self) -> bool:
-        """Something an operator should look at: a failed or partial run, near capacity, a stuck notice."""
-        last = self.last_run
-        return bool((last and last.status in (RunStatus.FAILED, RunStatus.SUCCEEDED_WITH_ERRORS))
-                    or (self.capacity_percent or 0) >= NEAR_CAPACITY_PERCENT or self.notices_stuck)
+        """Something an operator should look at: any flag of console.attention."""
+        return bool(self.flags)
 
 
 @dataclass(frozen=True)
@@ -154,9 +157,12 @@ class InvoiceLineRow:
 
 # ---- pure rules ----------------------------------------------------------------------------------------
 
-def next_run(schedule: str, after: datetime) -> datetime:
-    """Next fire time of a customer's cron, read in Asia/Tokyo (as the DAG's timetable does)."""
-    return _next_fire(schedule, after.astimezone(TOKYO).replace(second=0, microsecond=0))
+def next_run(schedule: str, after: datetime) -> datetime | None:
+    """Next fire time of a customer's cron, read in Asia/Tokyo (as the DAG's timetable does); None if not a cron."""
+    try:
+        return _next_fire(schedule, after.astimezone(TOKYO).replace(second=0, microsecond=0))
+    except (ValueError, KeyError):
+        return None
 
 
 @lru_cache(maxsize=4096)
@@ -177,27 +183,33 @@ def customer_state(customer: Customer, last: Run | None, now: datetime, windows:
     return "active"
 
 
+# Each key sorts ascending (smallest, earliest, A first); "desc" reverses it. Rows without a value sort as
+# the smallest, so a descending sort puts the fullest / latest / most first and the empty ones last.
 SORT_KEYS = {
     "name": lambda r: (r.name.casefold(), r.customer_id),
     "customer": lambda r: r.customer_id,
-    "capacity": lambda r: (r.capacity_percent is None, -(r.capacity_percent or 0)),
-    "last_run": lambda r: (r.last_run is None, -(r.last_run.started_at.timestamp() if r.last_run else 0)),
+    "capacity": lambda r: (r.capacity_percent is not None, r.capacity_percent or 0, r.customer_id),
+    "last_run": lambda r: (r.last_run is not None, r.last_run.started_at.timestamp() if r.last_run else 0),
     "status": lambda r: (r.last_run.status if r.last_run else "~", r.customer_id),
-    "errors": lambda r: (-(r.last_run.collection_error_count if r.last_run else 0), r.customer_id),
-    "next_run": lambda r: (r.next_run is None, r.next_run.timestamp() if r.next_run else 0),
-    "notices": lambda r: (-(r.notices_stuck * 1_000_000 + r.notices_pending), r.customer_id),
+    "errors": lambda r: (r.last_run.collection_error_count if r.last_run else 0, r.customer_id),
+    "next_run": lambda r: (r.next_run is not None, r.next_run.timestamp() if r.next_run else 0),
+    "notices": lambda r: (r.notices_stuck * 1_000_000 + r.notices_pending, r.customer_id),
+    "attention": lambda r: (len(r.flags), r.customer_id),
 }
+DESCENDING_FIRST = frozenset({"capacity", "last_run", "errors", "notices", "attention"})
 
 
 def sort_and_filter(rows: Iterable[FleetRow], *, sort: str = "name", query: str = "", state: str = "",
-                    status: str = "", attention: bool = False, descending: bool = False) -> list[FleetRow]:
+                    status: str = "", attention: bool = False, descending: bool = False,
+                    flag: str = "") -> list[FleetRow]:
     """The fleet page's sorting and filtering; an unknown sort key falls back to the name."""
     needle = query.strip().casefold()
     out = [r for r in rows
            if (not needle or needle in r.customer_id.casefold() or needle in r.name.casefold())
            and (not state or r.state == state)
            and (not status or (r.last_run.status if r.last_run else "never") == status)
-           and (not attention or r.attention)]
+           and (not attention or r.attention)
+           and (not flag or any(f.code == flag for f in r.flags))]
     out.sort(key=SORT_KEYS.get(sort, SORT_KEYS["name"]), reverse=descending)
     return out
 
@@ -250,33 +262,71 @@ def _notice_counts(conn: sa.Connection) -> dict[str, tuple[int, int]]:
     return {r.customer_id: (int(r.pending or 0), int(r.stuck or 0)) for r in rows}
 
 
+def _usual_runs(conn: sa.Connection, latest: dict[str, Run], recent: int = 10) -> dict[str, timedelta]:
+    """For the customers whose last run is still running (few), the median duration of their recent finished
+    runs: what "longer than usual" is measured against."""
+    out: dict[str, timedelta] = {}
+    for cid in sorted(c for c, run in latest.items() if run.status == RunStatus.RUNNING):
+        rows = conn.execute(sa.text(
+            "SELECT started_at, finished_at FROM backup_runs WHERE customer_id = :c AND finished_at IS NOT NULL "
+            "AND status IN ('succeeded', 'succeeded_with_errors') ORDER BY started_at DESC LIMIT :n"),
+            {"c": cid, "n": recent}).all()
+        durations = [(from_db_time(r.finished_at) - from_db_time(r.started_at)).total_seconds() for r in rows]
+        if durations:
+            out[cid] = timedelta(seconds=median(durations))
+    return out
+
+
 def _fleet_row(customer: Customer, catalog: Catalog, now: datetime, last: Run | None, stored: int | None,
-               notice_counts: tuple[int, int], windows: Sequence[Window]) -> FleetRow:
+               notice_counts: tuple[int, int], windows: Sequence[Window], *, paused: bool = False,
+               usual_run: timedelta | None = None, run_timeout: timedelta | None = None) -> FleetRow:
     code = customer.plan_in_use(tokyo_date(now))
     try:
         capacity = catalog.plan(code).contract_capacity_bytes
     except KeyError:
         capacity = 0            # shown as "unknown plan"; the registry check reports the file
     state = customer_state(customer, last, now, windows)
-    return FleetRow(customer_id=customer.id, name=customer.name, dag_id=customer.dag_id, plan=code, state=state,
-                    contract_capacity_bytes=capacity, stored_bytes=stored,
-                    last_run=last, next_run=None if state == "suspended" else next_run(customer.schedule, now),
-                    notices_pending=notice_counts[0], notices_stuck=notice_counts[1])
+    row = FleetRow(customer_id=customer.id, name=customer.name, dag_id=customer.dag_id, plan=code, state=state,
+                   contract_capacity_bytes=capacity, stored_bytes=stored,
+                   last_run=last, next_run=None if state == "suspended" or paused else next_run(customer.schedule, now),
+                   notices_pending=notice_counts[0], notices_stuck=notice_counts[1], schedule=customer.schedule)
+    facts = attention.Facts(state=state, schedule=customer.schedule, service_start=customer.service_start_date,
+                            paused=paused, last_status=last.status if last else None,
+                            last_started_at=last.started_at if last else None,
+                            capacity_percent=row.capacity_percent, notices_stuck=notice_counts[1],
+                            usual_run=usual_run, run_timeout=run_timeout)
+    return replace(row, flags=attention.flags(facts, now))
+
+
+def broken_row(customer_id: str, problems: tuple[str, ...], last: Run | None, stored: int | None,
+               notice_counts: tuple[int, int]) -> FleetRow:
+    """A customer whose registry file does not load: shown, flagged "broken" with the file's problems."""
+    return FleetRow(customer_id=customer_id, name=customer_id, dag_id=f"backup_{customer_id.replace('-', '_')}",
+                    plan="—", state="broken", contract_capacity_bytes=0, stored_bytes=stored, last_run=last,
+                    next_run=None, notices_pending=notice_counts[0], notices_stuck=notice_counts[1],
+                    flags=attention.broken_file(problems))
 
 
 def fleet(engine: Engine, customers: Sequence[Customer], catalog: Catalog, now: datetime,
-          windows: Sequence[Window] = ()) -> list[FleetRow]:
-    """Every registry customer with its last run, stored bytes, next run and notice counts."""
+          windows: Sequence[Window] = (), *, broken: Sequence[tuple[str, tuple[str, ...]]] = (),
+          paused: frozenset[str] = frozenset(), run_timeout: timedelta | None = None) -> list[FleetRow]:
+    """Every registry customer with its last run, stored bytes, next run, notice counts and attention flags;
+    `broken` (customer id, problems) are the files that did not load, `paused` the DAG ids paused in Airflow."""
     with engine.connect() as conn:
-        last = _latest_runs(conn, [c.id for c in customers])
+        last = _latest_runs(conn, [c.id for c in customers] + [cid for cid, _ in broken])
         stored = _stored_bytes(conn, last)
         counts = _notice_counts(conn)
-    return [_fleet_row(c, catalog, now, last.get(c.id), stored.get(c.id), counts.get(c.id, (0, 0)), windows)
+        usual = _usual_runs(conn, last)
+    rows = [_fleet_row(c, catalog, now, last.get(c.id), stored.get(c.id), counts.get(c.id, (0, 0)), windows,
+                       paused=c.dag_id in paused, usual_run=usual.get(c.id), run_timeout=run_timeout)
             for c in customers]
+    rows += [broken_row(cid, problems, last.get(cid), stored.get(cid), counts.get(cid, (0, 0)))
+             for cid, problems in broken]
+    return rows
 
 
 def customer_detail(engine: Engine, customer: Customer, catalog: Catalog, now: datetime,
-                    windows: Sequence[Window] = (), *,
+                    windows: Sequence[Window] = (), *, paused: bool = False, run_timeout: timedelta | None = None,
                     days: int = 365, recent: int = 30, error_limit: int = 500) -> CustomerDetail:
     """One customer's page: capacity history, recent runs, open collection errors, snapshots, notices."""
     since = now - timedelta(days=days)
@@ -319,7 +369,12 @@ def customer_detail(engine: Engine, customer: Customer, catalog: Catalog, now: d
                   capacity[-1].stored_bytes if capacity else None)
     pending = sum(1 for n in notices if n.state == "pending")
     stuck = sum(1 for n in notices if n.state == "stuck")
-    row = _fleet_row(customer, catalog, now, last, stored, (pending, stuck), windows)
+    usual = None
+    if last and last.status == RunStatus.RUNNING:
+        with engine.connect() as conn:
+            usual = _usual_runs(conn, {customer.id: last}).get(customer.id)
+    row = _fleet_row(customer, catalog, now, last, stored, (pending, stuck), windows, paused=paused,
+                     usual_run=usual, run_timeout=run_timeout)
     return CustomerDetail(row, tuple(capacity), tuple(events), tuple(runs), tuple(errors), error_count,
                           tuple(snapshots), tuple(notices))
 
