@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 # Servers and tools the tests, demo and benchmarks start: OpenSSH sshd, rclone (bench), docker-compose
 # (validates docker-compose.yaml offline), Chromium (console end-to-end test).
-APT_PACKAGES := openssh-server openssh-client rclone docker-compose chromium chromium-driver fonts-ipafont-gothic
+APT_PACKAGES := openssh-server openssh-client rclone docker-compose chromium chromium-driver fonts-ipafont-gothic poppler-utils
 
 .PHONY: setup demo test bench lint clean system-packages up down
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cloudbackup.billing import BillingMonth, Invoice, InvoiceLine, LineKind, bill
+from cloudbackup.billing.archive import keep as keep_in_archive
 from cloudbackup.clock import utcnow
 from cloudbackup.edges.db import insert_returning_id, to_db_time
 from cloudbackup.notices import outbox
@@ -101,6 +102,7 @@ def _issue_draft(conn: Connection, invoice_id: int, invoice: Invoice, operator: 
          "d": issue_date.isoformat(), "due": due.isoformat(), "now": to_db_time(utcnow()), "i": invoice_id})
     if updated.rowcount != 1:
         raise RuntimeError(f"invoice {invoice_id} is not a draft: an issued invoice is never changed")
+    keep_in_archive(conn, invoice_id, invoice, number, issue_date, due, operator)   # 電子帳簿保存法: billing/archive.py
     return number, due
 
 

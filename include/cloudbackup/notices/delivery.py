@@ -95,7 +95,8 @@ def _claim(engine: Engine, ids: list[int], token: str, now: datetime, policy: De
             "AND (claimed_until IS NULL OR claimed_until <= :now)").bindparams(expanding),
             {"tok": token, "until": to_db_time(now + policy.lease), "now": to_db_time(now), "ids": ids})
         rows = conn.execute(sa.text(
-            "SELECT id, kind, customer_id, recipient, language, subject, body_text, body_html, message_id, attempts "
+            "SELECT id, kind, customer_id, recipient, language, subject, body_text, body_html, message_id, attempts, "
+            "idempotency_key "
             "FROM notices WHERE claim_token = :tok AND id IN :ids ORDER BY created_at, id").bindparams(expanding),
             {"tok": token, "ids": ids}).all()
     return [(row, before.get(int(row.id))) for row in rows]
@@ -151,6 +152,20 @@ def _display_names(operator: OperatorSettings | None) -> dict[str, str]:
     return {lang: operator.mail.display_name(lang) for lang in ("ja", "en")} if operator else {}
 
 
+INVOICE_KINDS = ("invoice", "correction")
+
+
+def _attachments(engine: Engine, row) -> list[tuple[str, bytes]]:  # noqa: ANN001
+    """An invoice or correction mail carries the PDF of each document it announces (the qualified invoice,
+    billing/pdf.py), from the archive, in the notice's language: rendered and archived on the first send."""
+    if row.kind not in INVOICE_KINDS:
+        return []
+    from cloudbackup.billing import archive
+
+    return [(f"{number}.pdf", archive.pdf(engine, number, row.language))
+            for number in archive.notice_documents(engine, row.idempotency_key)]
+
+
 def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | None = None,
                     now: Callable[[], datetime] = utcnow, operator: OperatorSettings | None = None) -> DeliveryReport:
     """Send every due notice at most once per pass; refusals wait with backoff, N refusals make it stuck.
@@ -179,6 +194,12 @@ def deliver_pending(engine: Engine, ep: SmtpEndpoint, policy: DeliveryPolicy | N
                                              row.message_id, row.kind, display_names.get(row.language, ""))
                 except (ValueError, TypeError) as exc:  # a recipient or subject no message can carry
                     outcomes.append(_log(_mark_failed(engine, row, token, now(), smtp.describe(exc), policy)))
+                    continue
+                try:
+                    for name, content in _attachments(engine, row):
+                        msg.add_attachment(content, maintype="application", subtype="pdf", filename=name)
+                except (OSError, RuntimeError, LookupError, ValueError) as exc:  # font missing, archive damaged
+                    outcomes.append(_log(_mark_failed(engine, row, token, now(), f"invoice PDF: {exc}", policy)))
                     continue
                 try:
                     session.send(msg)
