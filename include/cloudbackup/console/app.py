@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloudbackup import settings
 from cloudbackup.backup import repository
+from cloudbackup.billing import archive
 from cloudbackup.billing.months import BillingMonth
 from cloudbackup.clock import utcnow
 from cloudbackup.console import browse, i18n, reports
@@ -270,6 +271,21 @@ def create_app() -> FastAPI:
             raise HTTPException(404, f"no month-end file {filename!r}")
         return Response(body, media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    @app.get("/finance/invoices/{invoice_number}/pdf", dependencies=[finance_access])
+    def invoice_pdf(invoice_number: str) -> Response:
+        # The qualified invoice as archived (billing/archive.py): the PDF the customer was sent, sha256-checked.
+        reg, engine = state()
+        try:
+            customer_id = archive.data(engine, invoice_number)["recipient"]["customer_id"]
+            languages = {c.id: c.language.value for c in reg.registry.customers}
+            body = archive.pdf(engine, invoice_number, languages.get(customer_id, "ja"))
+        except LookupError:
+            raise HTTPException(404, f"no archived invoice {invoice_number!r}") from None
+        except archive.TamperedError as exc:
+            raise HTTPException(500, str(exc)) from None
+        return Response(body, media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{invoice_number}.pdf"'})
 
     @app.get("/finance/invoices/{invoice_number}", response_class=HTMLResponse, dependencies=[finance_access])
     def invoice_page(invoice_number: str, lang: LangDep) -> str:
