@@ -82,6 +82,64 @@ def _billing_correct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _billing_export(args: argparse.Namespace) -> int:
+    """The month's sales journal in freee / 弥生 / マネーフォワード layout, or the per-agent summary (art. 23)."""
+    from cloudbackup.billing import accounting
+    from cloudbackup.billing.months import BillingMonth
+    from cloudbackup.edges import connections
+    from cloudbackup.registry.operator import load_operator
+
+    try:
+        month = BillingMonth.parse(args.month)
+        out = Path(args.out) if args.out else settings.export_dir()
+        path = accounting.export(connections.database(), month, load_operator(), args.format, out, args.encoding)
+    except (ValueError, LookupError) as exc:
+        print(f"cloudbackup billing export: error: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def _billing_archive(args: argparse.Namespace) -> int:
+    """The archive of issued documents (電子帳簿保存法): search, PDF, audit trail, sha256 verification."""
+    from datetime import date
+
+    from cloudbackup.billing import archive
+    from cloudbackup.edges import connections
+
+    engine = connections.database()
+    try:
+        if args.archive_command == "search":
+            found = archive.search(engine, date_from=args.date_from and date.fromisoformat(args.date_from),
+                                   date_to=args.date_to and date.fromisoformat(args.date_to),
+                                   amount_min=args.amount_min, amount_max=args.amount_max,
+                                   counterparty=args.counterparty, limit=args.limit)
+            if args.json:
+                print(json.dumps([a.as_dict() for a in found], ensure_ascii=False, indent=2))
+            for a in [] if args.json else found:
+                print(f"{a.issue_date}  {a.invoice_number}  {a.document_type:<11}  {a.total:>12,}  {a.customer_id}  "
+                      f"{a.counterparty_name}  sha256={a.data_sha256[:16]}…")
+            return 0
+        if args.archive_command == "pdf":
+            content = archive.pdf(engine, args.invoice_number)
+            Path(args.out).write_bytes(content)
+            print(args.out)
+            return 0
+        if args.archive_command == "trail":
+            for e in archive.trail(engine, args.invoice_number, args.limit):
+                when = e.at.isoformat() if e.at else "?"
+                print(f"{when}  {e.actor}  {e.action}  {e.invoice_number}  {e.detail or ''}")
+            return 0
+        damaged = archive.verify(engine)
+        for d in damaged:
+            print(f"DAMAGED {d.invoice_number}: {d.what}", file=sys.stderr)
+        print(f"{len(damaged)} damaged")
+        return 1 if damaged else 0
+    except (ValueError, LookupError, archive.TamperedError) as exc:
+        print(f"cloudbackup billing archive {args.archive_command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def _backup_run(args: argparse.Namespace) -> int:
     import uuid
     from datetime import UTC, datetime
@@ -253,6 +311,33 @@ def _parser() -> argparse.ArgumentParser:
     correct.add_argument("--reason", required=True, help="why, printed on the correction email")
     correct.add_argument("--issue-date", help="issue date, YYYY-MM-DD (default: today, Tokyo)")
     correct.set_defaults(func=_billing_correct)
+
+    export = billing.add_parser("export", help="the month's sales journal for the accounting software (CP932)")
+    export.add_argument("--month", required=True, help="month, YYYY-MM")
+    export.add_argument("--format", required=True, choices=["freee", "yayoi", "mf", "agents"],
+                        help="freee 取引, 弥生 仕訳日記帳, マネーフォワード 仕訳帳, or the per-sales-agent summary")
+    export.add_argument("--encoding", choices=["cp932", "utf-8"], help="default: operator.yaml (cp932)")
+    export.add_argument("--out", help="folder (default: the export folder)")
+    export.set_defaults(func=_billing_export)
+
+    arch = billing.add_parser("archive", help="issued invoices as kept (電子帳簿保存法): search, pdf, trail, verify")
+    arch_sub = arch.add_subparsers(dest="archive_command", required=True)
+    asearch = arch_sub.add_parser("search", help="by issue date, amount range (tax included) and counterparty")
+    asearch.add_argument("--from", dest="date_from", help="issued on or after, YYYY-MM-DD")
+    asearch.add_argument("--to", dest="date_to", help="issued on or before, YYYY-MM-DD")
+    asearch.add_argument("--min", dest="amount_min", type=int, help="total at least (yen)")
+    asearch.add_argument("--max", dest="amount_max", type=int, help="total at most (yen)")
+    asearch.add_argument("--counterparty", help="customer id, or part of the recipient's name")
+    asearch.add_argument("--limit", type=int, default=1000)
+    asearch.add_argument("--json", action="store_true")
+    apdf = arch_sub.add_parser("pdf", help="write an archived document's PDF (sha256-checked)")
+    apdf.add_argument("invoice_number")
+    apdf.add_argument("--out", required=True, help="file to write")
+    atrail = arch_sub.add_parser("trail", help="the audit trail: who issued, corrected, stored what, and when")
+    atrail.add_argument("--invoice-number")
+    atrail.add_argument("--limit", type=int, default=200)
+    arch_sub.add_parser("verify", help="recompute every archived sha256; exit 1 if any document was altered")
+    arch.set_defaults(func=_billing_archive)
 
     bk = sub.add_parser("backup", help="snapshots: run, list, verify, restore").add_subparsers(
         dest="backup_command", required=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -100,10 +101,64 @@ class MailSettings(_Strict):
         return (self.from_name_en or self.from_name) if language == "en" else self.from_name
 
 
+ACCOUNTING_PRODUCTS = ("freee", "yayoi", "mf")
+OUT_OF_SCOPE_KEY = "out_of_scope"     # the tax category key of lines outside the scope of consumption tax (不課税)
+
+
+def _default_tax_categories() -> dict[str, dict[str, str]]:
+    # Each product's own names for 10% taxable sales and for sales outside the scope of tax (as shipped; an
+    # operator whose books use other names, e.g. 弥生's 税抜 "課税売上別10%", sets them in operator.yaml).
+    return {"freee": {"10%": "課税売上10%", "8%": "課税売上8%", OUT_OF_SCOPE_KEY: "不課税"},
+            "yayoi": {"10%": "課税売上込10%", "8%": "課税売上込8%", OUT_OF_SCOPE_KEY: "対象外"},
+            "mf": {"10%": "課税売上 10%", "8%": "課税売上 8%", OUT_OF_SCOPE_KEY: "対象外"}}
+
+
+class AccountingSettings(_Strict):
+    """How `cloudbackup billing export --format freee|yayoi|mf` books the month's sales journal."""
+
+    sales_account: str = Field(default="売上高", min_length=1)           # 勘定科目 of the sale (credit side)
+    receivable_account: str = Field(default="売掛金", min_length=1)      # 勘定科目 of what is owed (debit side)
+    # Whom the receivable is against: the customer (the invoice's recipient) or its sales agent, who collects the
+    # payment (art. 23). Printed as 取引先 / 補助科目.
+    counterparty: Literal["customer", "sales_agent"] = "customer"
+    # Per product: the tax category (税区分) for each rate ("10%", "8%", ...) and for out-of-scope lines.
+    tax_categories: dict[str, dict[str, str]] = Field(default_factory=_default_tax_categories)
+    encoding: Literal["cp932", "utf-8"] = "cp932"                       # `--encoding` overrides it
+    yayoi_header_row: bool = False       # 弥生's import format is positional (25/27 items): no header row
+
+    @field_validator("tax_categories")
+    @classmethod
+    def _every_product(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        merged = _default_tax_categories()
+        for product, names in value.items():
+            if product not in ACCOUNTING_PRODUCTS:
+                raise ValueError(f"unknown accounting product {product!r}: one of {', '.join(ACCOUNTING_PRODUCTS)}")
+            merged[product] = {**merged[product], **names}
+        return merged
+
+    def tax_category(self, product: str, rate: Decimal) -> str:
+        key = OUT_OF_SCOPE_KEY if rate == 0 else f"{(rate * 100).normalize():f}%"
+        try:
+            return self.tax_categories[product][key]
+        except KeyError:
+            raise KeyError(f"operator.yaml accounting.tax_categories.{product} has no tax category for {key}") \
+                from None
+
+
+class PeriodSettings(_Strict):
+    """How the terms' one-month periods (art. 8 minimum term, art. 11 notice) are counted."""
+
+    # Civil Code art. 140: a period that starts during a day does not count that first day (the default: a
+    # contract or a notice is made during a day). `true` counts it, for an operator whose terms say so.
+    count_first_day: bool = False
+
+
 class OperatorSettings(_Strict):
     issuer: Issuer
     mail: MailSettings
     sales_agents: Annotated[dict[str, SalesAgent], Field(min_length=1)]
+    accounting: AccountingSettings = AccountingSettings()
+    periods: PeriodSettings = PeriodSettings()
 
     @field_validator("sales_agents")
     @classmethod
