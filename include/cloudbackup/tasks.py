@@ -246,7 +246,8 @@ def restore(customer_id: str, target: str, snapshot_id: str | None = None, sub_p
                 f"sftp:{conn_id}:{runcontrol.RESTORE_ROOT}/<snapshot id>, or overwrite in place from the shell with "
                 "`cloudbackup backup restore --in-place`")
     if kind == "local" and rest:
-        result = restoring.restore(store, customer_id, restoring.LocalTarget(Path(rest)), snapshot_id, sub_path)
+        local = restoring.LocalTarget(Path(rest), threads=_backup_settings().engine.restore_threads)
+        result = restoring.restore(store, customer_id, local, snapshot_id, sub_path)
     elif kind == "sftp" and conn_id:
         result = restoring.restore_to_sftp(store, customer_id, open_sftp(connections.sftp_endpoint(conn_id),
                                                                          timeout=settings.sftp_timeout_seconds()),
