@@ -108,4 +108,4 @@ def test_registry_check_reports_a_sales_agent_missing_from_the_operator_settings
     err = capsys.readouterr().err
     assert "ERROR customers/stray-co.yaml: field 'sales_agent': 'nobody' is not in operator.yaml" in err
     assert "WARNING customer leaving-co: field 'cancellation.requested_end': 2027-01-31 is earlier than the " \
-           "earliest legal end 2027-02-19" in err
+           "earliest legal end 2027-02-20" in err

@@ -10,45 +10,73 @@ import pytest
 from billing_fixtures import contract
 from pydantic import ValidationError
 
-from cloudbackup.registry.customers import load_customer, one_month_period_end
-from conftest import customer_yaml
+from cloudbackup.registry.customers import load_customer, load_registry, one_month_period_end
+from cloudbackup.registry.operator import load_operator
+from conftest import ROOT, customer_yaml
 
 
-@pytest.mark.parametrize(("start", "end"), [
-    (date(2026, 8, 20), date(2026, 9, 19)),    # the day before the corresponding day
-    (date(2026, 1, 31), date(2026, 2, 28)),    # no 31 February: the month's last day (Civil Code art. 143(2))
-    (date(2026, 12, 1), date(2026, 12, 31)),
-    (date(2024, 1, 30), date(2024, 2, 29)),
+@pytest.mark.parametrize(("start", "end", "end_counting_the_first_day"), [
+    # Civil Code art. 140: a contract or notice is made during a day, so the period begins the next day; art.
+    # 143(2): it ends the day before the corresponding day of the next month ...
+    (date(2026, 8, 20), date(2026, 9, 20), date(2026, 9, 19)),
+    # ... or on that month's last day when it has no corresponding day
+    (date(2026, 1, 31), date(2026, 2, 28), date(2026, 2, 28)),
+    (date(2024, 1, 30), date(2024, 2, 29), date(2024, 2, 29)),
+    # art. 143(1): a period beginning on the 1st (a contract on the last day of a month) ends at the month's end
+    (date(2026, 11, 30), date(2026, 12, 31), date(2026, 12, 29)),
+    (date(2026, 12, 1), date(2027, 1, 1), date(2026, 12, 31)),
 ])
-def test_a_one_month_period_ends_the_day_before_the_corresponding_day(start: date, end: date) -> None:
+def test_civil_code_art140_143_a_one_month_period_does_not_count_its_first_day(
+        start: date, end: date, end_counting_the_first_day: date) -> None:
     assert one_month_period_end(start) == end
+    assert one_month_period_end(start, count_first_day=True) == end_counting_the_first_day
 
 
 def test_art8_the_minimum_term_is_one_month_from_the_contract_date() -> None:
-    assert contract(contract_date=date(2026, 8, 20)).minimum_term_end == date(2026, 9, 19)
+    assert contract(contract_date=date(2026, 8, 20)).minimum_term_end == date(2026, 9, 20)
 
 
 def test_art11_a_cancellation_needs_one_month_notice() -> None:
     customer = contract(cancellation={"notice_date": date(2027, 1, 5), "requested_end": date(2027, 2, 10)})
-    assert customer.earliest_legal_end == date(2027, 2, 4)
+    assert customer.earliest_legal_end == date(2027, 2, 5)
     assert customer.contract_end == date(2027, 2, 10)
     assert customer.timeline_warnings == ()
 
 
 def test_art11_an_earlier_end_is_moved_to_the_earliest_legal_end_with_a_clear_message() -> None:
     customer = contract(cancellation={"notice_date": date(2027, 1, 20), "requested_end": date(2027, 1, 31)})
-    assert customer.contract_end == date(2027, 2, 19)
+    assert customer.contract_end == date(2027, 2, 20)
     (warning,) = customer.timeline_warnings
     assert "customer acme" in warning and "field 'cancellation.requested_end'" in warning
-    assert "2027-01-31 is earlier than the earliest legal end 2027-02-19" in warning
+    assert "2027-01-31 is earlier than the earliest legal end 2027-02-20" in warning
     assert "one month's notice from 2027-01-20" in warning
 
 
 def test_art8_11_a_cancellation_takes_effect_no_earlier_than_the_end_of_the_minimum_term() -> None:
     customer = contract(contract_date=date(2026, 8, 20), service_start=date(2026, 8, 20),
                         cancellation={"notice_date": date(2026, 8, 20), "requested_end": date(2026, 8, 31)})
-    assert customer.contract_end == date(2026, 9, 19)
-    assert "minimum term from the contract date 2026-08-20" in customer.timeline_warnings[0]
+    assert customer.contract_end == date(2026, 9, 20)
+
+
+@pytest.mark.parametrize(("setting", "minimum_term_end", "legal_end"), [
+    ("", date(2026, 9, 20), date(2027, 2, 20)),                                  # default: art. 140
+    ("periods:\n  count_first_day: false\n", date(2026, 9, 20), date(2027, 2, 20)),
+    ("periods:\n  count_first_day: true\n", date(2026, 9, 19), date(2027, 2, 19)),   # the operator's choice
+])
+def test_art8_11_the_operator_setting_counts_the_first_day_or_not(
+        tmp_path: Path, setting: str, minimum_term_end: date, legal_end: date) -> None:
+    (tmp_path / "customers").mkdir()
+    operator = (ROOT / "dags" / "registry" / "operator.yaml").read_text(encoding="utf-8")
+    operator = operator.replace("periods:\n  count_first_day: false\n", "")
+    (tmp_path / "operator.yaml").write_text(operator + setting, encoding="utf-8")
+    load_operator(tmp_path / "operator.yaml")   # the file stays valid with or without the key
+    path = tmp_path / "customers" / "leaving-co.yaml"
+    path.write_text(customer_yaml("leaving-co", paths=["/srv/a"], extra="cancellation:\n  notice_date: 2027-01-20\n"
+                                                                     "  requested_end: 2027-01-31\n"), encoding="utf-8")
+    customer = load_customer(path)
+    assert customer.minimum_term_end == minimum_term_end     # contract date 2026-08-20
+    assert customer.contract_end == legal_end                 # notice 2027-01-20, end asked 2027-01-31
+    assert load_registry(tmp_path).customers[0].contract_end == legal_end
 
 
 def test_art12_an_operator_termination_ends_the_contract_before_a_later_cancellation() -> None:

@@ -9,7 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from cloudbackup.clock import TOKYO, add_months, month_last_day
 from cloudbackup.registry.yamlfile import load_model, read_yaml
@@ -144,8 +144,14 @@ class Customer(_Strict):
             raise ValueError(f"schedule {value!r} must be a 5-field cron expression (Asia/Tokyo)")
         return value
 
+    # How the one-month periods of art. 8 and 11 count their first day (operator.yaml `periods.count_first_day`,
+    # given by load_customer as validation context): False is Civil Code art. 140, the first day not counted.
+    _count_first_day: bool = PrivateAttr(default=False)
+
     @model_validator(mode="after")
-    def _dates_in_order(self) -> Customer:
+    def _dates_in_order(self, info: ValidationInfo) -> Customer:
+        if info.context and "count_first_day" in info.context:
+            self._count_first_day = bool(info.context["count_first_day"])
         if self.service_start_date < self.contract_date:
             raise ValueError("service_start_date is before contract_date")
         previous = None
@@ -158,8 +164,9 @@ class Customer(_Strict):
 
     @property
     def minimum_term_end(self) -> date:
-        """Last day of the minimum term: one month from the contract date (art. 8(1))."""
-        return one_month_period_end(self.contract_date)
+        """Last day of the minimum term: one month from the contract date (art. 8(1)), counted per the Civil Code
+        (art. 140, 143; see `one_month_period_end`)."""
+        return one_month_period_end(self.contract_date, self._count_first_day)
 
     @property
     def earliest_legal_end(self) -> date | None:
@@ -167,7 +174,7 @@ class Customer(_Strict):
         minimum term (art. 8, 11(1)). None without a cancellation."""
         if self.cancellation is None:
             return None
-        return max(self.minimum_term_end, one_month_period_end(self.cancellation.notice_date))
+        return max(self.minimum_term_end, one_month_period_end(self.cancellation.notice_date, self._count_first_day))
 
     @property
     def cancellation_end(self) -> date | None:
@@ -214,14 +221,39 @@ class Customer(_Strict):
         return f"backup_{self.id.replace('-', '_')}"
 
 
-def one_month_period_end(start: date) -> date:
-    """Last day of a one-month period beginning on `start`: the day before the corresponding day of the
-    next month, or that month's last day when it has no corresponding day (Civil Code art. 143(2))."""
-    year, month = add_months(start.year, start.month, 1)
+def one_month_period_end(start: date, count_first_day: bool = False) -> date:
+    """Last day of a one-month period from `start` (a contract date, a notice date), per the Civil Code.
+
+    Art. 140: a period that starts during a day does not count that day (a contract or a notice is made during
+    a day), so the period begins the next day; `count_first_day` counts it instead (an operator setting). Art.
+    143: a period in months follows the calendar; one that does not begin at the start of a month ends the day
+    before the corresponding day of the last month, or on that month's last day when it has no such day (143(2)).
+    Contract 2026-08-20: the period begins 08-21 and ends 09-20 (09-19 counting the first day).
+    """
+    first = start if count_first_day else start + timedelta(days=1)
+    year, month = add_months(first.year, first.month, 1)
     last = month_last_day(year, month)
-    if start.day > last.day:
+    if first.day > last.day:
         return last
-    return date(year, month, start.day) - timedelta(days=1)
+    return date(year, month, first.day) - timedelta(days=1)
+
+
+_period_settings: dict[tuple[str, int], bool] = {}
+
+
+def count_first_day_setting(registry_dir: Path) -> bool:
+    """operator.yaml's `periods.count_first_day` in this registry (False, art. 140, when absent); only that key is
+    read here, cached while the file is unchanged: the whole file is checked by `cloudbackup registry check`."""
+    path = registry_dir / "operator.yaml"
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return False
+    if key not in _period_settings:
+        data = read_yaml(path)
+        periods = data.get("periods") if isinstance(data, dict) else None
+        _period_settings[key] = bool(periods.get("count_first_day", False)) if isinstance(periods, dict) else False
+    return _period_settings[key]
 
 
 def _timeline_error(field: str, message: str) -> ValueError:
@@ -309,7 +341,8 @@ def load_customer(path: Path) -> Customer:
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
-    customer = load_model(path, Customer, data)
+    periods = {"count_first_day": count_first_day_setting(path.parent.parent)}   # registry/customers/x.yaml
+    customer = load_model(path, Customer, data, context=periods)
     if customer.id != path.stem:
         raise ValueError(f"{path}: field 'id': {customer.id!r} must match the file name {path.stem!r}")
     return customer

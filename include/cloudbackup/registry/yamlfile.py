@@ -30,9 +30,10 @@ def describe(exc: ValidationError) -> tuple[str, ...]:
     return tuple(out)
 
 
-def load_model(path: Path, model: type[Model], data: Any = None) -> Model:
-    """Validate `data` (read from `path` when None); raises ValueError naming the file and the fields."""
+def load_model(path: Path, model: type[Model], data: Any = None, context: dict[str, Any] | None = None) -> Model:
+    """Validate `data` (read from `path` when None); raises ValueError naming the file and the fields. `context` is
+    pydantic's validation context (e.g. operator settings a model's validators read)."""
     try:
-        return model.model_validate(read_yaml(path) if data is None else data)
+        return model.model_validate(read_yaml(path) if data is None else data, context=context)
     except ValidationError as exc:
         raise ValueError(f"{path}: " + "; ".join(describe(exc))) from exc
