@@ -312,3 +312,33 @@ def test_manifests_of_format_1_stay_readable() -> None:
     link = snap.FileEntry("/srv/l", 3, 1, 0o777, "x", (), snap.SYMLINK, "a/b")
     again = snap.decode_manifest(snap.encode_manifest(snap.Manifest(m.header, [link])))
     assert again.files == [link]
+
+
+def test_the_restore_command_restores_every_other_file_names_the_failure_and_exits_non_zero(
+        stack, registry_dir, database, connect_service, tmp_path, request) -> None:
+    """Art. 18(1), from the operator's shell: one file that cannot be restored fails the command (exit code
+    non-zero, the file named), after every other file was restored."""
+    import subprocess
+    import sys
+
+    from conftest import customer_yaml
+
+    customer_id = f"fid-cli-{request.node.callspec.id}"
+    files = {"a.txt": b"a" * 100, "big.bin": os.urandom(3 * MiB), "z.txt": b"z" * 100}
+    write_tree(stack.sshd.root / "srv" / customer_id, files)
+    (registry_dir / "customers" / f"{customer_id}.yaml").write_text(
+        customer_yaml(customer_id, paths=[f"/srv/{customer_id}"]), encoding="utf-8")
+    store = fresh_store(stack)
+    connect_service(database, [f"sftp_{customer_id.replace('-', '_')}"], bucket=store.bucket)
+    from cloudbackup import cli
+    assert cli.main(["backup", "run", "--customer", customer_id]) == 0
+    chunk = load_manifest(store, customer_id).by_path()[f"/srv/{customer_id}/big.bin"].chunks[0][0]
+    store.remove(snap.object_key(customer_id, chunk))
+
+    done = subprocess.run([str(Path(sys.executable).with_name("cloudbackup")), "backup", "restore", "--customer",
+                           customer_id, "--to", str(tmp_path / "out")], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=300)
+
+    assert done.returncode != 0
+    assert f"/srv/{customer_id}/big.bin" in done.stderr and "could not be restored" in done.stderr
+    assert tree(tmp_path / "out" / "srv" / customer_id) == {"a.txt": files["a.txt"], "z.txt": files["z.txt"]}
