@@ -1,6 +1,8 @@
 """The console as a person meets it: a real `airflow api-server` with the plugin, headless Chromium, Airflow's login.
 
-Set CONSOLE_SCREENSHOTS=<dir> to keep the screenshots of the three pages (the README's come from here).
+The api-server has DAGs of its own (the seeded customers' backup DAGs as stand-ins, and the real `restore` DAG,
+serialized with `airflow dags reserialize`), so the DAG-page tab, pause state and the restore trigger are real.
+Set CONSOLE_SCREENSHOTS=<dir> to keep the screenshots (docs/console-*.png come from here).
 """
 
 from __future__ import annotations
@@ -22,14 +24,18 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from devtools.console_seed import seed_fleet
+from devtools import devstack
+from devtools.console_seed import seed_attention_cases, seed_fleet
 
+from cloudbackup.backup import format as snap
 from cloudbackup.backup.outcomes import CollectionError
 from cloudbackup.backup.records import finish_run, start_run
 from cloudbackup.billing import BillingMonth, exports
 from cloudbackup.billing import documents as invoices
 from cloudbackup.clock import utcnow
 from cloudbackup.edges import db
+from cloudbackup.edges.connections import S3Endpoint
+from cloudbackup.edges.s3 import ObjectStore
 from cloudbackup.registry.catalog import load_catalog
 from cloudbackup.registry.customers import load_registry
 from cloudbackup.registry.operator import load_operator
@@ -40,7 +46,11 @@ pytestmark = pytest.mark.servers
 HOSTILE_NAME = '<img src=x onerror="window.__pwned=1"> Hacker & Co'
 HOSTILE_PATH = "/srv/share/<script>window.__pwned=2</script>.txt"
 SEEDED = 8
-USERS = {"admin": "admin", "ops": "viewer"}        # simple auth manager: user name → role
+USERS = {"admin": "admin", "ops": "viewer", "operator": "op", "finance": "user"}   # user name → role
+SNAPSHOT = "20261120T000000Z-hostile"
+SNAPSHOT_FILES = {"/srv/share/経理/2026/請求書 11月.xlsx": 4096, "/srv/share/経理/2026/見積書.pdf": 2048,
+                  "/srv/share/経理/readme.txt": 12, "/srv/share/設計/図面 A.dwg": 65536, "/srv/share/top.txt": 3}
+PAUSED = "held-co"
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"]
 
@@ -50,6 +60,10 @@ class Console:
     base: str
     passwords: dict[str, str]
     engine: sa.Engine
+    flags: dict[str, str]           # customer id → the attention flag its seeded state raises
+    customers: int                  # rows on the fleet page
+    invoiced: int                   # invoices issued for 2026-10
+    restore_dir: Path
 
 
 def _free_port() -> int:
@@ -58,7 +72,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _seed(engine: sa.Engine, registry: Path) -> None:
+def _seed(engine: sa.Engine, registry: Path, store: ObjectStore) -> tuple[dict[str, str], int]:
     now = utcnow()
     seed_fleet(engine, registry, customers=SEEDED, days=365, now=now)
     (registry / "customers" / "hostile.yaml").write_text(
@@ -71,16 +85,43 @@ def _seed(engine: sa.Engine, registry: Path) -> None:
         conn.execute(sa.text(
             "INSERT INTO snapshots (customer_id, backup_run_id, snapshot_id, manifest_key, file_count, total_bytes, "
             "files_read, bytes_uploaded, created_at) "
-            "VALUES ('hostile', :r, 'snap-hostile-1', 'k', 3, 3000, 3, 3000, :t)"),
-            {"r": run_id, "t": db.to_db_time(now)})
+            "VALUES ('hostile', :r, :s, :k, :n, :b, :n, :b, :t)"),
+            {"r": run_id, "t": db.to_db_time(now), "s": SNAPSHOT, "k": snap.snapshot_key(SNAPSHOT),
+             "n": len(SNAPSHOT_FILES), "b": sum(SNAPSHOT_FILES.values())})
+    # Its manifest in S3, as a backup writes it (the console browses it to pick what to restore).
+    header = snap.SnapshotHeader(SNAPSHOT, "hostile", "manual__hostile", "2026-11-20T00:00:00+00:00",
+                                 "2026-11-20T00:01:00+00:00", ("/srv/share",), len(SNAPSHOT_FILES),
+                                 sum(SNAPSHOT_FILES.values()), 0)
+    files = [snap.FileEntry(path, size, 1763596800, 0o644, "0" * 64, ()) for path, size in SNAPSHOT_FILES.items()]
+    store.ensure_bucket()
+    store.put_bytes(snap.object_key("hostile", snap.snapshot_key(SNAPSHOT)),
+                    snap.encode_manifest(snap.Manifest(header, files)))
     registry_ = load_registry(registry)
     invoices.issue_month(engine, list(registry_.customers), load_catalog(registry / "catalog.yaml"),
                          BillingMonth(2026, 10), load_operator(registry / "operator.yaml"), date(2026, 11, 1))
+    # One customer in each state the fleet flags, after billing (they are not part of the invoiced month).
+    return seed_attention_cases(engine, registry, now), len(registry_.customers)
+
+
+STAND_IN_DAGS = """\
+from datetime import datetime
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG
+
+# Stand-ins for the customers' backup DAGs: the console needs their ids, pause state and pages in Airflow.
+for customer_id in {ids!r}:
+    with DAG(dag_id="backup_" + customer_id.replace("-", "_"), schedule=None, start_date=datetime(2026, 1, 1),
+             tags=["backup"]) as dag:
+        EmptyOperator(task_id="collect")
+    globals()[dag.dag_id] = dag
+"""
 
 
 @pytest.fixture(scope="module")
-def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    """A migrated, seeded project DB and a real api-server (own AIRFLOW_HOME, simple auth manager, our plugins)."""
+def console_server(tmp_path_factory: pytest.TempPathFactory, stack: devstack.Stack) -> Iterator[Console]:
+    """A migrated, seeded project DB, a snapshot's manifest in S3 and a real api-server (own AIRFLOW_HOME, simple
+    auth manager, our plugins, stand-in backup DAGs and the restore DAG)."""
     tmp = tmp_path_factory.mktemp("console")
     registry = tmp / "registry"
     (registry / "customers").mkdir(parents=True)
@@ -88,7 +129,16 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
         (registry / name).write_text((ROOT / "dags" / "registry" / name).read_text(encoding="utf-8"), encoding="utf-8")
     engine = db.engine_for(f"sqlite:///{tmp}/cloudbackup.db")
     db.migrate(engine)
-    _seed(engine, registry)
+    bucket = f"console-{secrets.token_hex(4)}"
+    s3 = stack.s3.connection(bucket=bucket)
+    store = ObjectStore(S3Endpoint(s3["extra"]["endpoint_url"].removeprefix("http://"), False, s3["login"],
+                                   s3["password"], bucket))
+    flags, invoiced = _seed(engine, registry, store)
+    dags = tmp / "dags"
+    dags.mkdir()
+    ids = sorted(p.stem for p in (registry / "customers").glob("*.yaml"))
+    (dags / "stand_in_backups.py").write_text(STAND_IN_DAGS.format(ids=ids), encoding="utf-8")
+    (dags / "restore.py").write_text((ROOT / "dags" / "restore.py").read_text(encoding="utf-8"), encoding="utf-8")
 
     passwords = {user: secrets.token_urlsafe(12) for user in USERS}
     (tmp / "passwords.json").write_text(json.dumps(passwords))
@@ -97,7 +147,8 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     env.update({
         "AIRFLOW_HOME": str(tmp / "airflow"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(tmp / "no-dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
@@ -105,10 +156,13 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW_CONN_CLOUDBACKUP_DB": json.dumps({"conn_type": "sqlite", "host": f"{tmp}/cloudbackup.db"}),
+        "AIRFLOW_CONN_CLOUDBACKUP_S3": json.dumps(s3),
         "CLOUDBACKUP_REGISTRY_DIR": str(registry),
+        "CLOUDBACKUP_RESTORE_DIR": str(tmp / "restores"),
     })
     airflow = str(Path(sys.executable).with_name("airflow"))
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run([airflow, "dags", "reserialize"], env=env, check=True, capture_output=True)
     log = (tmp / "api-server.log").open("wb")
     server = subprocess.Popen([airflow, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -128,7 +182,12 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
             time.sleep(0.5)
         if b"Failed to import plugin" in (tmp / "api-server.log").read_bytes():
             raise RuntimeError(f"plugin failed to load: {(tmp / 'api-server.log').read_text()[-3000:]}")
-        yield Console(base, passwords, engine)
+        console = Console(base, passwords, engine, flags, len(ids) + 0, invoiced, tmp / "restores")
+        # An operator pauses one customer's DAG in Airflow: the console must show it.
+        r = httpx.patch(f"{base}/api/v2/dags/backup_{PAUSED.replace('-', '_')}", json={"is_paused": True},
+                        headers={"Authorization": f"Bearer {_token(console, 'admin')}"}, timeout=30)
+        r.raise_for_status()
+        yield console
     finally:
         server.terminate()
         try:
@@ -178,13 +237,152 @@ def test_a_viewer_sees_the_fleet_but_not_finance(console_server: Console) -> Non
     # The "Cloud backup" tab on a backup DAG's page leads to that customer.
     tab = httpx.get(f"{console_server.base}/cloudbackup/dags/backup_hostile", headers=headers, timeout=30)
     assert tab.status_code == 303 and tab.headers["location"] == "/cloudbackup/customers/hostile"
+    # A person (a browser) refused gets a page saying which role is needed, not a raw {"detail":"Forbidden"}.
+    page = httpx.get(f"{console_server.base}/cloudbackup/finance", headers={**headers, "Accept": "text/html"},
+                     timeout=30)
+    assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
+    assert 'id="refused"' in page.text and "finance role (Airflow role user, op or admin)" in page.text
+    assert "detail" not in page.text
+    # A viewer may browse a snapshot but not restore it.
+    browse = httpx.get(f"{console_server.base}/cloudbackup/customers/hostile/snapshots/{SNAPSHOT}", headers=headers,
+                       timeout=30)
+    assert browse.status_code == 200 and 'id="start-restore"' not in browse.text
+    assert "Only operators" in browse.text
+    refused = httpx.post(f"{console_server.base}/cloudbackup/customers/hostile/restore", headers=headers,
+                         data={"snapshot": SNAPSHOT, "path": "/srv/share", "target": "sftp:sftp_hostile"},
+                         timeout=30)
+    assert refused.status_code == 403
 
 
-def _shot(page, name: str) -> None:  # noqa: ANN001
+def test_the_finance_login_opens_the_finance_pages_but_may_not_restore(console_server: Console) -> None:
+    """README: finance logs in with Airflow role user, which opens the finance pages and finance reports;
+    restores are for operators (op, admin)."""
+    headers = {"Authorization": f"Bearer {_token(console_server, 'finance')}"}
+    for path in ("/finance", "/finance/csv/invoices-2026-10.csv", "/reports/invoices_for_month.csv?month=2026-10"):
+        assert httpx.get(f"{console_server.base}/cloudbackup{path}", headers=headers, timeout=30).status_code == 200
+    refused = httpx.post(f"{console_server.base}/cloudbackup/customers/hostile/restore",
+                         headers={**headers, "Accept": "text/html"},
+                         data={"snapshot": SNAPSHOT, "path": "/srv/share", "target": "sftp:sftp_hostile"},
+                         timeout=30)
+    assert refused.status_code == 403 and "operator role (Airflow role op or admin)" in refused.text
+    runs = httpx.get(f"{console_server.base}/api/v2/dags/restore/dagRuns", timeout=30,
+                     headers={"Authorization": f"Bearer {_token(console_server, 'admin')}"}).json()
+    assert all(r["conf"].get("customer") != "hostile" or r["conf"].get("path") != "/srv/share"
+               for r in runs["dag_runs"]), "a refused restore triggers nothing"
+
+
+def _shot(page, name: str, full_page: bool = False) -> None:  # noqa: ANN001
     target = os.environ.get("CONSOLE_SCREENSHOTS")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(target) / name), full_page=False)
+        page.screenshot(path=str(Path(target) / name), full_page=full_page)
+
+
+def _sign_in(page, base: str, user: str, password: str, then: str) -> None:  # noqa: ANN001
+    """Airflow's own sign-in form, as the console's 401 page links to it."""
+    page.goto(f"{base}/auth/login/?next={then}")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(then, timeout=30_000)
+
+
+def test_every_attention_flag_japanese_the_dag_tab_and_a_restore_in_chromium(
+        console_server: Console, tmp_path: Path) -> None:
+    """Issue 14: each flag for a customer in that state, with its reason and its count on top; the console in
+    Japanese (following Airflow UI's language, and by the toggle); the DAG page's Cloud backup tab; an
+    operator browses a snapshot, picks a folder and starts the restore DAG, then follows the run."""
+    from playwright.sync_api import sync_playwright
+
+    base, c = console_server.base, console_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+        context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
+        page = context.new_page()
+        _sign_in(page, base, "operator", c.passwords["operator"], f"{base}/cloudbackup/?lang=en")
+
+        # Every flag, on the customer in that state, with its reason; counted on top.
+        for customer_id, flag in c.flags.items():
+            row = page.locator(f'#fleet tr[data-customer="{customer_id}"]')
+            assert flag in row.get_attribute("data-flags").split(), (customer_id, row.get_attribute("data-flags"))
+            assert row.locator(f'[data-reason="{flag}"]').inner_text().strip()
+        assert "language" in page.locator('tr[data-customer="broken-co"] [data-reason="broken"]').inner_text()
+        assert "paused" in page.locator(f'tr[data-customer="{PAUSED}"] [data-reason="paused"]').inner_text()
+        counts = {a.get_attribute("data-flag"): int(a.locator("b").inner_text().replace(",", ""))
+                  for a in page.locator("#attention-counts a[data-flag]").all()}
+        assert all(counts[flag] >= 1 for flag in c.flags.values()) and counts["with_errors"] >= 1
+        _shot(page, "console-fleet.png")
+        page.locator('#attention-counts a[data-flag="overdue"]').click()
+        assert "late-co" in [r.get_attribute("data-customer") for r in page.locator("#fleet tbody tr").all()]
+        page.goto(f"{base}/cloudbackup/?attention=1&sort=capacity")
+        assert page.locator("th[aria-sort] .arrow").inner_text() == "▼"
+        _shot(page, "console-attention.png", full_page=True)
+
+        # Japanese by the toggle; remembered for the next page.
+        page.get_by_role("link", name="日本語").click()
+        assert page.locator("html").get_attribute("lang") == "ja"
+        assert page.locator("#attention-heading").inner_text() == "要対応"
+        assert "DAG が Airflow で一時停止されています" in page.locator(f'tr[data-customer="{PAUSED}"]').inner_text()
+        _shot(page, "console-fleet-ja.png")
+        page.goto(f"{base}/cloudbackup/customers/full-co")
+        assert page.locator("html").get_attribute("lang") == "ja" and "保存量の推移" in page.content()
+        _shot(page, "console-customer-ja.png")
+        page.goto(f"{base}/cloudbackup/?lang=en")
+
+        # The DAG page's "Cloud backup" tab (url_route) shows the customer's console page inside Airflow.
+        page.goto(f"{base}/dags/backup_full_co")
+        page.get_by_role("tab", name="Cloud backup").or_(page.get_by_role("link", name="Cloud backup")).first.click()
+        page.wait_for_url(f"{base}/dags/backup_full_co/plugin/cloudbackup", timeout=30_000)
+        frame = page.frame_locator("iframe").first
+        frame.locator("#capacity-chart").wait_for(timeout=30_000)
+        assert "満杯テスト株式会社" in frame.locator("h1").inner_text()
+        page.wait_for_timeout(500)
+        _shot(page, "console-dag-tab.png")
+
+        # Restore: browse the snapshot's folders, pick one, start the restore DAG, follow its run.
+        page.goto(f"{base}/cloudbackup/customers/hostile")
+        page.locator(f'a[data-browse="{SNAPSHOT}"]').click()
+        assert [r.get_attribute("data-path") for r in page.locator("#listing tbody tr").all()] == ["/", "/srv"]
+        page.get_by_role("link", name="srv/").click()
+        page.get_by_role("link", name="share/").click()
+        page.get_by_role("link", name="経理/").click()
+        listed = page.locator("#listing").inner_text()
+        assert "2026/" in listed and "readme.txt" in listed and "図面" not in listed
+        page.get_by_label("Restore this /srv/share/経理/2026").check()
+        _shot(page, "console-restore.png")
+        assert page.locator('#targets input[name="target"]').first.get_attribute("value") == "sftp:sftp_hostile"
+        local = page.locator('#targets input[value^="local:"]')
+        target = local.get_attribute("value")
+        local.check()
+        page.get_by_role("button", name="Start the restore").click()
+        page.wait_for_url(f"{base}/cloudbackup/restores/**", timeout=30_000)
+        run_id = page.url.rsplit("/", 1)[1]
+        assert page.locator("#run-state").inner_text() in ("queued", "running", "success", "failed")
+        assert "path=/srv/share/経理/2026" in page.content()
+        link = page.locator("#airflow-run").get_attribute("href")
+        assert link.startswith("/dags/restore/runs/")
+        _shot(page, "console-restore-run.png")
+        run = httpx.get(f"{base}/api/v2/dags/restore/dagRuns/{link.rsplit('/', 1)[1]}", timeout=30,
+                        headers={"Authorization": f"Bearer {_token(c, 'admin')}"}).json()
+        assert run["conf"] == {"customer": "hostile", "snapshot": SNAPSHOT, "path": "/srv/share/経理/2026",
+                               "target": target}
+        assert run_id and target == f"local:{(c.restore_dir / 'hostile' / SNAPSHOT).resolve()}"
+        context.close()
+
+        # Airflow UI in Japanese (its language lives in the browser): the console follows it without a toggle.
+        context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
+        context.add_init_script("localStorage.setItem('i18nextLng', 'ja')")
+        page = context.new_page()
+        _sign_in(page, base, "ops", c.passwords["ops"], f"{base}/cloudbackup/")
+        page.wait_for_function("document.documentElement.lang === 'ja'", timeout=30_000)
+        assert page.locator("#attention-heading").inner_text() == "要対応"
+        # A viewer browses snapshots but is told restores are for operators; finance is refused as a page.
+        page.goto(f"{base}/cloudbackup/customers/hostile/snapshots/{SNAPSHOT}")
+        assert page.locator("#start-restore").count() == 0 and "運用担当" in page.content()
+        assert page.goto(f"{base}/cloudbackup/finance").status == 403
+        assert "経理のロール" in page.locator("main").inner_text()
+        _shot(page, "console-refused-ja.png")
+        browser.close()
 
 
 def test_an_operator_logs_in_and_reads_fleet_customer_and_finance_pages_in_chromium(
@@ -210,19 +408,18 @@ def test_an_operator_logs_in_and_reads_fleet_customer_and_finance_pages_in_chrom
         page.wait_for_url(f"{base}/cloudbackup/", timeout=30_000)
 
         # Fleet: every customer, with a link to its DAG in Airflow; hostile names are shown as text.
-        assert "could not be loaded" not in page.content()
-        assert page.locator("#fleet tbody tr").count() == SEEDED + 1
+        assert page.locator("#fleet tbody tr").count() == console_server.customers
         hostile = page.locator('tr[data-customer="hostile"]')
         assert HOSTILE_NAME in hostile.inner_text()
         assert hostile.get_by_role("link", name="backup_hostile").get_attribute("href") == "/dags/backup_hostile"
         assert "60.0 GB / 100.0 GB (60%)" in hostile.inner_text()
         assert page.locator('tr[data-customer="hostile"] .badge').first.inner_text() == "succeeded with errors"
-        _shot(page, "console-fleet.png")
 
         page.get_by_role("link", name="Stored / contract").click()
         percents = [float(v) for v in page.locator("#fleet tbody [role=meter]").evaluate_all(
             "els => els.map(e => e.getAttribute('aria-valuenow'))")]
-        assert percents == sorted(percents, reverse=True) and len(percents) == SEEDED + 1
+        assert percents == sorted(percents, reverse=True) and len(percents) >= SEEDED
+        assert page.locator("th[aria-sort] .arrow").inner_text() == "▼"        # fullest first, arrow down
         fullest = page.locator('#fleet tbody tr[data-customer^="cust-"]').first
         fullest_percent = float(fullest.locator("[role=meter]").get_attribute("aria-valuenow"))
         fullest = fullest.get_attribute("data-customer")
@@ -236,7 +433,7 @@ def test_an_operator_logs_in_and_reads_fleet_customer_and_finance_pages_in_chrom
         assert page.locator("h1").inner_text().startswith(HOSTILE_NAME)
         assert page.locator("#capacity-chart polyline").count() == 1
         assert HOSTILE_PATH in page.locator("#errors").inner_text()
-        assert "snap-hostile-1" in page.locator("#snapshots").inner_text()
+        assert SNAPSHOT in page.locator("#snapshots").inner_text()
         assert page.locator("#restore-link").get_attribute("href") == "/dags/restore"
         page.goto(f"{base}/cloudbackup/customers/{fullest}")
         assert page.locator("#capacity-chart polyline").get_attribute("points").count(",") >= 300
@@ -248,14 +445,14 @@ def test_an_operator_logs_in_and_reads_fleet_customer_and_finance_pages_in_chrom
         page.goto(f"{base}/cloudbackup/finance")
         month = page.locator("#months tbody tr").first
         assert month.locator("td").first.inner_text().startswith("2026-10")
-        assert int(month.locator("td").nth(1).inner_text()) == SEEDED + 1
+        assert int(month.locator("td").nth(1).inner_text()) == console_server.invoiced
         _shot(page, "console-finance.png")
         with page.expect_download() as download:
             page.get_by_role("link", name="invoices-2026-10.csv").click()
         body = Path(download.value.path()).read_bytes()
         assert body.startswith(b"\xef\xbb\xbf")
         table = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
-        assert table[0] == exports.INVOICE_CSV_COLUMNS and len(table) == SEEDED + 2
+        assert table[0] == exports.INVOICE_CSV_COLUMNS and len(table) == console_server.invoiced + 1
         first = page.locator("#invoices tbody tr").first.get_by_role("link")
         number = first.inner_text()
         first.click()
@@ -270,14 +467,14 @@ def test_an_operator_logs_in_and_reads_fleet_customer_and_finance_pages_in_chrom
         with page.expect_download() as download:
             form.get_by_role("button", name="CSV").click()
         report = list(csv.reader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
-        assert report[0][0] == "invoice_number" and len(report) == SEEDED + 2
+        assert report[0][0] == "invoice_number" and len(report) == console_server.invoiced + 1
 
         # In Airflow's navigation, the plugin page is an iframe of the console.
         page.goto(f"{base}/plugin/cloudbackup-fleet")
         page.wait_for_selector("iframe", timeout=30_000)
         frame = page.frame_locator("iframe").first
         frame.locator("#fleet").wait_for(timeout=30_000)
-        assert frame.locator("#fleet tbody tr").count() == SEEDED + 1
+        assert frame.locator("#fleet tbody tr").count() == console_server.customers
         page.wait_for_timeout(500)
         _shot(page, "console-in-airflow.png")
 

@@ -8,8 +8,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from croniter import croniter
 from sqlalchemy.engine import Engine
 
+from cloudbackup.clock import TOKYO
 from cloudbackup.edges.db import to_db_time
 from cloudbackup.registry.catalog import GB
 
@@ -51,9 +53,14 @@ def _yaml_str(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def schedule_of(n: int) -> str:
+    return f"{n % 60} {n % 6} * * *"
+
+
 def seed_fleet(engine: Engine, registry_dir: Path, *, customers: int, days: int, now: datetime,
                seed: int = 6) -> list[SeededCustomer]:
-    """`customers` registry files and `days` daily runs each (some with collection errors), plus notices."""
+    """`customers` registry files and `days` daily runs each, started a few minutes after each slot of the
+    customer's cron in Asia/Tokyo (some with collection errors), plus notices."""
     rng = random.Random(seed)
     (registry_dir / "customers").mkdir(parents=True, exist_ok=True)
     seeded = []
@@ -62,17 +69,18 @@ def seed_fleet(engine: Engine, registry_dir: Path, *, customers: int, days: int,
         c = SeededCustomer(f"cust-{n:04d}", f"{_COMPANIES[n % len(_COMPANIES)]} {n:04d}", plan, gb)
         status = "suspended" if n % 97 == 5 else "active"
         (registry_dir / "customers" / f"{c.id}.yaml").write_text(
-            customer_file(c, status=status, schedule=f"{n % 60} {n % 6} * * *"), encoding="utf-8")
+            customer_file(c, status=status, schedule=schedule_of(n)), encoding="utf-8")
         seeded.append(c)
     with engine.begin() as conn:
         for n, c in enumerate(seeded):
+            last_slot = croniter(schedule_of(n), now.astimezone(TOKYO)).get_prev(datetime)
             # Most customers stay well inside their contract; one in eight grows past 80 % of it.
             heavy = n % 8 == 3
             growth = (rng.uniform(0.35, 0.6) if heavy else rng.uniform(0.02, 0.3)) * c.capacity_gb * GB / days
             stored = (rng.uniform(0.45, 0.6) if heavy else rng.uniform(0.05, 0.4)) * c.capacity_gb * GB
             runs, crossed = [], []
-            for d in range(days, 0, -1):
-                started = now - timedelta(days=d, hours=rng.random())
+            for d in range(days - 1, -1, -1):
+                started = last_slot - timedelta(days=d) + timedelta(minutes=rng.uniform(0.1, 3))
                 stored += growth * rng.uniform(0.2, 1.8)
                 roll = rng.random()
                 status = ("failed" if roll < 0.01 else "succeeded_with_errors" if roll < 0.08 else "succeeded")
@@ -120,3 +128,54 @@ def seed_fleet(engine: Engine, registry_dir: Path, *, customers: int, days: int,
                 notices)
     return seeded
 
+
+
+ATTENTION_CASES = {            # customer id → the flag its seeded state raises (the e2e test pauses "held-co")
+    "late-co": "overdue", "new-co": "never_run", "slow-co": "long_running", "held-co": "paused",
+    "broken-co": "broken", "failed-co": "failed", "stuck-co": "stuck_notices", "full-co": "near_capacity",
+}
+
+
+def seed_attention_cases(engine: Engine, registry_dir: Path, now: datetime) -> dict[str, str]:
+    """One customer in each state the fleet page flags (bar "paused", which is Airflow's state, and "with
+    errors", which the fleet has plenty of): its file and runs. Returns ATTENTION_CASES."""
+    names = {"late-co": "遅延テスト株式会社", "new-co": "新規テスト株式会社", "slow-co": "長時間テスト株式会社",
+             "held-co": "一時停止テスト株式会社", "failed-co": "失敗テスト株式会社", "stuck-co": "通知テスト株式会社",
+             "full-co": "満杯テスト株式会社"}
+    for cid, name in names.items():
+        c = SeededCustomer(cid, name, "standard-100", 100)
+        (registry_dir / "customers" / f"{cid}.yaml").write_text(customer_file(c), encoding="utf-8")
+    # A file that does not load: an unknown language (the field is named on the page).
+    broken = customer_file(SeededCustomer("broken-co", "設定エラー株式会社", "standard-100", 100))
+    (registry_dir / "customers" / "broken-co.yaml").write_text(broken.replace("language: ja", "language: xx"),
+                                                               encoding="utf-8")
+    slot = croniter("0 2 * * *", now.astimezone(TOKYO)).get_prev(datetime)
+    runs = []
+
+    def run(cid: str, key: str, started: datetime, status: str = "succeeded", minutes: float | None = 6,
+            stored: int | None = 30 * GB) -> None:
+        runs.append({"c": cid, "k": key, "s": status, "st": to_db_time(started),
+                     "f": None if minutes is None else to_db_time(started + timedelta(minutes=minutes)),
+                     "n": 0 if status != "succeeded" else 1200, "b": 0 if stored is None else 10**8, "e": 0,
+                     "sb": stored})
+    for d in range(1, 8):
+        for cid in ("slow-co", "held-co", "failed-co", "stuck-co", "full-co"):
+            run(cid, f"scheduled__{d}", slot - timedelta(days=d) + timedelta(minutes=1),
+                stored=(95 if cid == "full-co" else 30) * GB)
+    for d in range(3, 9):       # late-co: nothing since three days ago
+        run("late-co", f"scheduled__{d}", slot - timedelta(days=d) + timedelta(minutes=1))
+    run("slow-co", "scheduled__now", now - timedelta(hours=2), status="running", minutes=None, stored=None)
+    run("failed-co", "scheduled__now", slot + timedelta(minutes=1), status="failed", minutes=1, stored=None)
+    for cid in ("held-co", "stuck-co", "full-co"):
+        run(cid, "scheduled__now", slot + timedelta(minutes=1), stored=(95 if cid == "full-co" else 30) * GB)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO backup_runs (customer_id, run_key, status, started_at, finished_at, files_collected, "
+            "bytes_collected, collection_error_count, stored_bytes) VALUES (:c, :k, :s, :st, :f, :n, :b, :e, :sb)"),
+            runs)
+        conn.execute(sa.text(
+            "INSERT INTO notices (kind, customer_id, recipient, subject, body_text, idempotency_key, message_id, "
+            "created_at, attempts, last_error, stuck_at) VALUES ('capacity', 'stuck-co', 'x@stuck.example.jp', "
+            "'容量のお知らせ', 'seeded', 'seed:stuck-co', '<seed-stuck-co@cloudbackup.notices>', :at, 5, "
+            "'SMTPRecipientsRefused: seeded', :at)"), {"at": to_db_time(now - timedelta(hours=3))})
+    return dict(ATTENTION_CASES)
