@@ -342,3 +342,18 @@ def test_the_restore_command_restores_every_other_file_names_the_failure_and_exi
     assert done.returncode != 0
     assert f"/srv/{customer_id}/big.bin" in done.stderr and "could not be restored" in done.stderr
     assert tree(tmp_path / "out" / "srv" / customer_id) == {"a.txt": files["a.txt"], "z.txt": files["z.txt"]}
+
+
+def test_an_sftp_restore_folder_reached_through_a_symlink_is_used(stack) -> None:
+    """Only links below the restore folder are refused; the folder itself (or one above it) may be a link on
+    the customer's server, as the operator chose it."""
+    local, remote = _area(stack, "viaroot")
+    write_tree(local, {"a.txt": b"a"})
+    store = fresh_store(stack)
+    run_backup(connector(stack.sshd), store, "cust-via", "r1", [remote], [], options=SMALL_OPTIONS)
+    (stack.sshd.root / "real-restores").mkdir()
+    os.symlink("real-restores", stack.sshd.root / "linked-restores")
+
+    out = restore_to_sftp(store, "cust-via", connector(stack.sshd)(), "/linked-restores/r1")
+
+    assert out.ok and tree(stack.sshd.root / "real-restores" / "r1" / "srv" / "viaroot") == {"a.txt": b"a"}

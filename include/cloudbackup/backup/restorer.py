@@ -216,8 +216,10 @@ class SftpTarget:
         st = self.sftp.lstat(directory)
         if st is None:
             self.sftp.mkdir(directory)
-        elif st.is_link:
+        elif st.is_link and directory.startswith(self.root.rstrip("/") + "/"):
             raise RestoreError(f"refusing to write below the symlink {directory}")
+        elif st.is_link:
+            pass     # the target folder itself or a folder above it: the operator's choice, followed
         elif not st.is_dir:
             raise RestoreError(f"{directory} exists and is not a folder")
         self.made.add(directory)
