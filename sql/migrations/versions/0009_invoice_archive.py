@@ -95,15 +95,21 @@ BEGIN SELECT RAISE(ABORT, '{REFUSED}'); END""")
         return
     op.execute(f"""CREATE FUNCTION invoice_archive_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'invoice_archive'
-       AND NOT ({fixed_changed}) AND NOT ({pdf_replaced}) THEN
-        RETURN NEW;
+    IF TG_OP = 'UPDATE' THEN
+        IF NOT ({fixed_changed}) AND NOT ({pdf_replaced}) THEN
+            RETURN NEW;
+        END IF;
     END IF;
     RAISE EXCEPTION '{REFUSED}';
 END $$""")
-    for table in ("invoice_archive", "invoice_archive_events"):
-        op.execute(f"CREATE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON {table} "
-                   "FOR EACH ROW EXECUTE FUNCTION invoice_archive_refuse()")
+    op.execute(f"""CREATE FUNCTION invoice_archive_events_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '{REFUSED}';
+END $$""")
+    op.execute("CREATE TRIGGER invoice_archive_immutable BEFORE UPDATE OR DELETE ON invoice_archive "
+               "FOR EACH ROW EXECUTE FUNCTION invoice_archive_refuse()")
+    op.execute("CREATE TRIGGER invoice_archive_events_immutable BEFORE UPDATE OR DELETE ON invoice_archive_events "
+               "FOR EACH ROW EXECUTE FUNCTION invoice_archive_events_refuse()")
 
 
 def downgrade() -> None:
