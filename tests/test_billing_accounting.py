@@ -1,7 +1,8 @@
 """The month's sales journal for the accounting software (issue 13): `cloudbackup billing export --format
-freee|yayoi|mf` writes the import layouts of freee会計 (取引), 弥生会計 (仕訳日記帳, 弥生インポート形式) and マネーフォワード
-クラウド会計 (仕訳帳) in CP932, with each product's required columns, the invoiced tax per rate (art. 25, 26), the
-configured account titles, tax categories and counterparty; and what each sales agent is to collect (art. 23)."""
+freee|yayoi|mf` writes the import layouts of freee会計 (取引), 弥生会計 (仕訳日記帳, 弥生インポート形式) and
+マネーフォワード クラウド会計 (仕訳帳) in CP932, with each product's required columns, the invoiced tax per rate
+(art. 25, 26), the configured account titles, tax categories and counterparty; and what each sales agent is to
+collect (art. 23)."""
 
 from __future__ import annotations
 

@@ -158,7 +158,8 @@ def search(engine: Engine, *, date_from: date | None = None, date_to: date | Non
     """Archived documents by issue date (inclusive range), total in yen (inclusive range, tax included) and
     counterparty (customer id exactly, or a part of the recipient's name); any combination (電子帳簿保存法's
     search requirement: date, amount, counterparty, ranges for date and amount, combined)."""
-    where, params = ["1 = 1"], {"n": limit}
+    where: list[str] = ["1 = 1"]
+    params: dict[str, object] = {"n": limit}
     for clause, key, value in (("issue_date >= :df", "df", date_from and date_from.isoformat()),
                                ("issue_date <= :dt", "dt", date_to and date_to.isoformat()),
                                ("total >= :amin", "amin", amount_min), ("total <= :amax", "amax", amount_max)):
@@ -167,7 +168,7 @@ def search(engine: Engine, *, date_from: date | None = None, date_to: date | Non
             params[key] = value
     if counterparty:
         where.append("(customer_id = :cp OR counterparty_name LIKE :cpl)")
-        params.update(cp=counterparty, cpl=f"%{counterparty}%")
+        params["cp"], params["cpl"] = counterparty, f"%{counterparty}%"
     with engine.connect() as conn:
         rows = conn.execute(sa.text(f"SELECT {_COLUMNS} FROM invoice_archive WHERE {' AND '.join(where)} "
                                     "ORDER BY issue_date, invoice_number LIMIT :n"), params).all()

@@ -176,7 +176,7 @@ def render(data: dict[str, Any], language: str = "ja") -> bytes:
 
 def _table(rows: list[list[Any]], widths: list[float], *, grid: bool, right_col: int | None = None) -> Table:
     table = Table(rows, colWidths=widths)
-    style = [("FONTNAME", (0, 0), (-1, -1), FONT_NAME), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+    style: list[tuple[Any, ...]] = [("FONTNAME", (0, 0), (-1, -1), FONT_NAME), ("VALIGN", (0, 0), (-1, -1), "TOP"),
              ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2)]
     if grid:
         style += [("GRID", (0, 0), (-1, -1), 0.5, colors.HexColor("#b0b7bf")),
