@@ -30,9 +30,9 @@ MONTH = BillingMonth(2026, 10)
 TARGET_S = 10.0
 
 
-def generated_contracts(n: int, seed: int = 20261001) -> list[Customer]:
+def generated_timelines(n: int, seed: int = 20261001) -> list[dict]:
     """Contracts started over the last three years: plan changes, suspensions, cancellations, terminations
-    and cancellations before the service start, in realistic proportions."""
+    and cancellations before the service start, in realistic proportions (customer-file fields, dates as dates)."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -61,12 +61,16 @@ def generated_contracts(n: int, seed: int = 20261001) -> list[Customer]:
             if rng.random() < 0.05 and all(end is None or end >= start + timedelta(days=60) for end in ends):
                 s_from = start + timedelta(days=rng.randrange(0, 60))
                 timeline["suspensions"] = [{"from": s_from, "to": s_from + timedelta(days=rng.randrange(0, 20))}]
-        out.append(Customer.model_validate({
+        out.append({
             "id": f"c{i:06d}", "name": f"顧客 {i:06d} 株式会社", "notice_email": f"c{i:06d}@example.jp",
             "language": "ja" if rng.random() < 0.8 else "en", "sales_agent": "kanto-it-sales",
             "contract_date": contract_date, "service_start_date": start, "plans": plans,
-            "sftp": {"connection_id": "sftp_x", "paths": ["/srv/data"]}, "schedule": "0 2 * * *", **timeline}))
+            "sftp": {"connection_id": "sftp_x", "paths": ["/srv/data"]}, "schedule": "0 2 * * *", **timeline})
     return out
+
+
+def generated_contracts(n: int, seed: int = 20261001) -> list[Customer]:
+    return [Customer.model_validate(t) for t in generated_timelines(n, seed)]
 
 
 def main() -> int:

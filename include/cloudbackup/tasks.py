@@ -318,19 +318,16 @@ def issue_invoices(month: str, issue_date: str | None = None, dry_run: bool = Fa
 
     from cloudbackup.registry.operator import load_operator
 
-    registry = load_registry(settings.registry_dir())
-    for error in registry.errors:
-        log.error("customer file not billed until fixed: %s", error)
-    for customer in registry.customers:
-        for warning in customer.timeline_warnings:
-            log.warning("%s", warning)
     day = date.fromisoformat(issue_date) if issue_date else tokyo_date(utcnow())
-    result = documents.issue_month(connections.database(), list(registry.customers),
+    # The customer files (as load_registry lists them) are read by the billing workers, both cores at month end;
+    # a broken file is logged and listed under `failed`, and each customer's timeline warnings are logged.
+    files = [p for p in sorted((settings.registry_dir() / "customers").glob("*.y*ml")) if p.suffix in (".yaml", ".yml")]
+    result = documents.issue_month(connections.database(), files,
                                   load_catalog(settings.catalog_path()), BillingMonth.parse(month), load_operator(),
                                   day, dry_run=dry_run, draft_only=draft_only)
-    out = asdict(result)
-    out["failed"] += [error.file.stem for error in registry.errors]
-    return out
+    log.info("billing %s: %d issued, %d unchanged, %d not due, %d failed; seconds: %s", month, result.issued,
+             result.unchanged, result.not_due, len(result.failed), result.seconds)
+    return asdict(result)
 
 
 def export_month_csv(month: str) -> str:

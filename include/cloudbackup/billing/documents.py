@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
+from time import perf_counter
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from cloudbackup.billing import BillingMonth, Invoice, InvoiceLine, LineKind, bill
+from cloudbackup.billing import BillingMonth, Invoice, InvoiceLine, LineKind, archive, bill
 from cloudbackup.billing.archive import keep as keep_in_archive
+from cloudbackup.billing.invoice import payment_due_date
 from cloudbackup.clock import utcnow
 from cloudbackup.edges.db import insert_returning_id, to_db_time
 from cloudbackup.notices import outbox
 from cloudbackup.registry.catalog import Catalog
-from cloudbackup.registry.customers import Customer
+from cloudbackup.registry.customers import Customer, load_customer
 from cloudbackup.registry.operator import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -33,6 +41,7 @@ class MonthResult:
     failed: list[str] = field(default_factory=list)      # customers not billed: see the log
     drafted: int = 0    # drafts written or refreshed by a draft-only run
     planned: dict[str, int] = field(default_factory=dict)   # dry run only: customer id → total it would bill
+    seconds: dict[str, float] = field(default_factory=dict)  # where the run's time went (docs/billing.md, Speed)
 
 
 @dataclass(frozen=True)
@@ -49,25 +58,27 @@ class Document:
     corrects_invoice_number: str | None = None
 
 
-def _allocate_number(conn: Connection, operator: OperatorSettings) -> str:
-    """The issuer's next invoice number, inside the issuing transaction: a rollback returns it, so the
+def _allocate_numbers(conn: Connection, operator: OperatorSettings, count: int = 1) -> list[str]:
+    """The issuer's next `count` invoice numbers, inside the issuing transaction: a rollback returns them, so the
     series has no gaps; the row update serialises concurrent issuers."""
     issuer = operator.issuer
     prefix = f"{issuer.invoice_number_prefix}-"
-    number = conn.execute(sa.text("UPDATE invoice_number_sequences SET last_number = last_number + 1 "
-                                  "WHERE issuer_registration_number = :r RETURNING last_number"),
-                          {"r": issuer.registration_number}).scalar()
-    if number is None:
+    bump = sa.text("UPDATE invoice_number_sequences SET last_number = last_number + :k "
+                   "WHERE issuer_registration_number = :r RETURNING last_number")
+    last = conn.execute(bump, {"r": issuer.registration_number, "k": count}).scalar()
+    if last is None:
         # First use of this issuer: continue after numbers issued before the sequence existed (0001 data).
         existing = conn.execute(sa.text("SELECT COUNT(*) FROM invoices WHERE invoice_number LIKE :p"),
                                 {"p": prefix + "%"}).scalar_one()
         conn.execute(sa.text("INSERT INTO invoice_number_sequences (issuer_registration_number, last_number) "
                              "VALUES (:r, :n) ON CONFLICT (issuer_registration_number) DO NOTHING"),
                      {"r": issuer.registration_number, "n": int(existing)})
-        number = conn.execute(sa.text("UPDATE invoice_number_sequences SET last_number = last_number + 1 "
-                                      "WHERE issuer_registration_number = :r RETURNING last_number"),
-                              {"r": issuer.registration_number}).scalar_one()
-    return f"{prefix}{int(number):08d}"
+        last = conn.execute(bump, {"r": issuer.registration_number, "k": count}).scalar_one()
+    return [f"{prefix}{n:08d}" for n in range(int(last) - count + 1, int(last) + 1)]
+
+
+def _allocate_number(conn: Connection, operator: OperatorSettings) -> str:
+    return _allocate_numbers(conn, operator, 1)[0]
 
 
 def _insert_draft(conn: Connection, invoice: Invoice, document_type: str, revision: int,
@@ -93,7 +104,7 @@ def _issue_draft(conn: Connection, invoice_id: int, invoice: Invoice, operator: 
                  issue_date: date) -> tuple[str, date]:
     """draft → issued: number, issuer and dates are fixed now, in the caller's transaction."""
     number = _allocate_number(conn, operator)
-    due = operator.agent(invoice.sales_agent).payment.due_date(invoice.billing_month.last_day)
+    due = payment_due_date(operator.agent(invoice.sales_agent).payment, invoice.billing_month, issue_date)
     updated = conn.execute(sa.text(
         "UPDATE invoices SET state = 'issued', invoice_number = :n, issuer_registration_number = :r, "
         "issuer_name = :name, issue_date = :d, payment_due_date = :due, issued_at = :now "
@@ -171,62 +182,408 @@ def _draft_is_current(conn: Connection, draft_id: int, invoice: Invoice) -> bool
         and _stored_lines(conn, draft_id) == invoice.lines
 
 
-def issue_month(engine: Engine, customers: list[Customer], catalog: Catalog, month: BillingMonth,
+# ---------------------------------------------------------------------------------------------------------------
+# Issuing a month for the whole fleet.
+#
+# Each customer's month is first worked out away from the database (`_prepare`: read its file, apply the rules,
+# render its invoice mail) — in worker processes for a large fleet, both cores busy — then written in batches:
+# one transaction per batch of customers takes the batch's block of numbers, inserts the invoices, lines, tax
+# blocks, archive rows and mails together (PostgreSQL: COPY). A batch that fails is rolled back whole (its
+# numbers with it) and its customers are issued again one transaction each, so one bad customer costs only
+# itself. Customers with a draft, and draft-only runs, take the one-transaction-per-customer path throughout.
+
+NUMBER_PLACEHOLDER = "@@cloudbackup-invoice-number@@"   # in a mail rendered before its number is allocated
+BATCH = 500                  # customers per worker task and per issuing transaction
+PARALLEL_MIN = 1000          # fewer customers are worked out in this process
+_WORKERS_ENV = "CLOUDBACKUP_BILLING_WORKERS"
+
+
+def billing_workers() -> int:
+    """Worker processes for a month-end run: $CLOUDBACKUP_BILLING_WORKERS, else one per core."""
+    return max(1, int(os.environ.get(_WORKERS_ENV) or os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class _Job:
+    items: Sequence[Customer | Path]   # customers, or their files (read by the workers)
+    catalog: Catalog
+    month: BillingMonth
+    operator: OperatorSettings
+    issue_date: date
+    render: bool                       # issuing (not a dry or draft-only run): render the mails too
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One customer's month, worked out without the database."""
+
+    index: int                         # position in the run's list of customers
+    customer_id: str
+    invoice: Invoice | None = None
+    payment_due_date: date | None = None
+    notice: outbox.PreparedNotice | None = None   # with NUMBER_PLACEHOLDER where the number goes
+    archive_json: str | None = None               # the archive's document data, NUMBER_PLACEHOLDER likewise
+    error: str | None = None           # not billed: why
+    broken_file: bool = False          # the customer file itself could not be read
+    warnings: tuple[str, ...] = ()
+
+
+def _prepare(job: _Job, index: int, seconds: dict[str, float]) -> _Prepared:
+    t0 = perf_counter()
+    item = job.items[index]
+    if isinstance(item, Path):
+        try:
+            customer = load_customer(item)
+        except ValueError as exc:
+            return _Prepared(index, item.stem, error=str(exc), broken_file=True)
+        finally:
+            seconds["load_registry"] += perf_counter() - t0
+    else:
+        customer = item
+    warnings = tuple(customer.timeline_warnings) if isinstance(item, Path) else ()
+    t1 = perf_counter()
+    try:
+        invoice = bill(customer, job.catalog, job.month)
+        due = None
+        if invoice is not None:
+            due = payment_due_date(job.operator.agent(invoice.sales_agent).payment, job.month, job.issue_date)
+    except (KeyError, LookupError, ValueError) as exc:
+        return _Prepared(index, customer.id, error=str(exc), warnings=warnings)
+    finally:
+        seconds["rules"] += perf_counter() - t1
+    if invoice is None or due is None or not job.render:
+        return _Prepared(index, customer.id, invoice, due, warnings=warnings)
+    t2 = perf_counter()
+    try:
+        document = Document(invoice, NUMBER_PLACEHOLDER, INVOICE, 0, job.issue_date, due,
+                            job.operator.issuer.registration_number)
+        notice = outbox.prepare("invoice", customer, f"invoice:{customer.id}:{job.month}",
+                                notice_context(document, job.operator), job.operator)
+        data = archive.document_data(invoice, invoice_number=NUMBER_PLACEHOLDER, document_type=INVOICE, revision=0,
+                                     corrects_invoice_number=None, reason=None, issue_date=job.issue_date,
+                                     payment_due_date=due, operator=job.operator)
+    except Exception as exc:  # noqa: BLE001 - a mail that cannot be rendered fails its customer, not the run
+        return _Prepared(index, customer.id, error=f"invoice mail not rendered: {type(exc).__name__}: {exc}",
+                         warnings=warnings)
+    finally:
+        seconds["render_mails"] += perf_counter() - t2
+    return _Prepared(index, customer.id, invoice, due, notice, archive.canonical(data), warnings=warnings)
+
+
+def _prepare_range(job: _Job, start: int, stop: int) -> tuple[list[_Prepared], dict[str, float]]:
+    seconds = {"load_registry": 0.0, "rules": 0.0, "render_mails": 0.0}
+    return [_prepare(job, i, seconds) for i in range(start, stop)], seconds
+
+
+_WORKER_JOB: _Job | None = None     # set in the parent just before the workers fork; they inherit it
+
+
+def _prepare_in_worker(start: int, stop: int) -> tuple[list[_Prepared], dict[str, float]]:
+    assert _WORKER_JOB is not None
+    return _prepare_range(_WORKER_JOB, start, stop)
+
+
+def _worker_started() -> None:
+    # A worker lives for one run: its templates are compiled once (inherited) and never re-checked on disk.
+    from cloudbackup.notices import templating
+
+    templating.ENV.auto_reload = False
+
+
+def _prepared_batches(job: _Job, workers: int) -> Iterator[tuple[list[_Prepared], dict[str, float]]]:
+    """The customers' prepared months in their order, a batch at a time; in `workers` processes when it pays."""
+    global _WORKER_JOB
+    ranges = deque((i, min(i + BATCH, len(job.items))) for i in range(0, len(job.items), BATCH))
+    pending: deque[tuple[tuple[int, int], Future]] = deque()
+    if workers > 1 and len(job.items) >= PARALLEL_MIN:
+        _WORKER_JOB = job
+        try:
+            # fork: the workers inherit the customers, catalog and compiled templates instead of receiving them.
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_worker_started)
+            with pool:
+                while ranges or pending:
+                    while ranges and len(pending) < 2 * workers:   # bounded: rendered mails are large
+                        r = ranges.popleft()
+                        pending.append((r, pool.submit(_prepare_in_worker, *r)))
+                    r, future = pending[0]
+                    result = future.result()
+                    pending.popleft()
+                    yield result
+        except Exception as exc:  # noqa: BLE001 - a pool that cannot start or broke: finish in this process
+            log.warning("billing workers unavailable (%s: %s); working out the remaining customers in this process",
+                        type(exc).__name__, exc)
+            ranges.extendleft(reversed([r for r, _future in pending]))
+        finally:
+            _WORKER_JOB = None
+    while ranges:
+        yield _prepare_range(job, *ranges.popleft())
+
+
+def _month_state(engine: Engine, month: BillingMonth) -> dict[str, sa.Row]:
+    """Each customer's latest document for the month (as `_current` picks it), read once for the whole run."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT customer_id, id, state, revision, invoice_number, document_type FROM invoices "
+            "WHERE billing_month = :m ORDER BY customer_id, revision DESC, "
+            "CASE document_type WHEN 'invoice' THEN 0 ELSE 1 END"), {"m": str(month)}).all()
+    latest: dict[str, sa.Row] = {}
+    for row in rows:
+        latest.setdefault(row.customer_id, row)
+    return latest
+
+
+def _stored_lines_of(conn: Connection, invoice_ids: list[int]) -> dict[int, tuple[InvoiceLine, ...]]:
+    found: dict[int, list[InvoiceLine]] = {i: [] for i in invoice_ids}
+    for chunk in (invoice_ids[i:i + 1000] for i in range(0, len(invoice_ids), 1000)):
+        rows = conn.execute(sa.text("SELECT invoice_id, kind, description, description_en, amount, tax_rate "
+                                    "FROM invoice_lines WHERE invoice_id IN :ids ORDER BY invoice_id, line_no")
+                            .bindparams(sa.bindparam("ids", expanding=True)), {"ids": chunk}).all()
+        for r in rows:
+            found[int(r.invoice_id)].append(InvoiceLine(r.kind, r.description, int(r.amount), Decimal(r.tax_rate),
+                                                        r.description_en))
+    return {i: tuple(lines) for i, lines in found.items()}
+
+
+@dataclass
+class _Tally:
+    issued: int = 0
+    unchanged: int = 0
+    not_due: int = 0
+    drafted: int = 0
+    differing: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)
+    planned: dict[str, int] = field(default_factory=dict)
+
+
+def _copy_rows(conn: Connection, table: str, columns: str, rows: list[tuple]) -> None:
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        with cursor as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    names = [c.strip() for c in columns.split(",")]
+    conn.execute(sa.text(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(':' + n for n in names)})"),
+                 [dict(zip(names, row, strict=True)) for row in rows])
+
+
+def _new_invoice_ids(conn: Connection, count: int) -> list[int]:
+    if conn.dialect.name == "postgresql":
+        return [int(i) for i in conn.execute(sa.text(
+            "SELECT nextval(pg_get_serial_sequence('invoices', 'id')) FROM generate_series(1, :n)"),
+            {"n": count}).scalars()]
+    # SQLite: the number allocation before this was the transaction's first write and took the database's write
+    # lock, so no one else inserts until the commit and these ids stay ours.
+    top = int(conn.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM invoices")).scalar_one())
+    seq = conn.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = 'invoices'")).scalar()
+    start = max(top, int(seq or 0)) + 1
+    return list(range(start, start + count))
+
+
+def _issue_batch(conn: Connection, job: _Job, batch: list[_Prepared], seconds: dict[str, float]) -> list[str]:
+    """Issue a batch of new invoices in the caller's transaction: numbers, rows, archive and mails together."""
+    t0 = perf_counter()
+    numbers = _allocate_numbers(conn, job.operator, len(batch))
+    t1 = perf_counter()
+    seconds["number"] += t1 - t0
+    ids = _new_invoice_ids(conn, len(batch))
+    issuer = job.operator.issuer
+    now = to_db_time(utcnow())
+    month, day = str(job.month), job.issue_date.isoformat()
+    invoices, lines, taxes = [], [], []
+    for p, invoice_id, number in zip(batch, ids, numbers, strict=True):
+        inv = p.invoice
+        assert inv is not None and p.payment_due_date is not None
+        invoices.append((invoice_id, inv.customer_id, month, INVOICE, 0, "issued", number, issuer.registration_number,
+                         issuer.name, inv.customer_name, inv.sales_agent, inv.subtotal, inv.tax, inv.total, day,
+                         p.payment_due_date.isoformat(), now, now))
+        lines += [(invoice_id, n, line.kind, line.description, line.description_en, line.amount, str(line.tax_rate))
+                  for n, line in enumerate(inv.lines, start=1)]
+        taxes += [(invoice_id, str(s.rate), s.subtotal, s.tax) for s in inv.tax_summary]
+    _copy_rows(conn, "invoices", "id, customer_id, billing_month, document_type, revision, state, invoice_number, "
+               "issuer_registration_number, issuer_name, recipient_name, sales_agent, subtotal, tax, total, "
+               "issue_date, payment_due_date, created_at, issued_at", invoices)
+    _copy_rows(conn, "invoice_lines", "invoice_id, line_no, kind, description, description_en, amount, tax_rate",
+               lines)
+    _copy_rows(conn, "invoice_tax_summaries", "invoice_id, tax_rate, subtotal, tax", taxes)
+    _archive_batch(conn, job, batch, ids, numbers, now)
+    t2 = perf_counter()
+    seconds["insert"] += t2 - t1
+    notices = []
+    for p, number in zip(batch, numbers, strict=True):
+        assert p.notice is not None
+        notices.append(p.notice.replace(NUMBER_PLACEHOLDER, number))
+    outbox.queue_many(conn, notices, new_keys=True)   # a key already queued rolls the batch back
+    seconds["queue_mails"] += perf_counter() - t2
+    return numbers
+
+
+def _archive_batch(conn: Connection, job: _Job, batch: list[_Prepared], ids: list[int], numbers: list[str],
+                   now: str) -> None:
+    """The archive rows and audit events of a batch (what archive.keep writes for one invoice)."""
+    who = archive.actor()
+    keep_until = archive.retain_until(job.issue_date).isoformat()
+    rows, events = [], []
+    for p, invoice_id, number in zip(batch, ids, numbers, strict=True):
+        inv = p.invoice
+        assert inv is not None and p.archive_json is not None
+        text = p.archive_json.replace(NUMBER_PLACEHOLDER, number)
+        rows.append((invoice_id, number, INVOICE, 0, None, inv.customer_id, inv.customer_name, inv.sales_agent,
+                     str(job.month), job.issue_date.isoformat(), inv.subtotal, inv.tax, inv.total, text,
+                     archive.sha256(text), who, now, keep_until))
+        events.append((now, who, "issued", number, INVOICE))
+    _copy_rows(conn, "invoice_archive", "invoice_id, invoice_number, document_type, revision, "
+               "corrects_invoice_number, customer_id, counterparty_name, sales_agent, billing_month, issue_date, "
+               "subtotal, tax, total, data_json, data_sha256, issued_by, archived_at, retain_until", rows)
+    _copy_rows(conn, "invoice_archive_events", "at, actor, action, invoice_number, detail", events)
+
+
+def _issue_one(engine: Engine, job: _Job, p: _Prepared, tally: _Tally, dry_run: bool, draft_only: bool) -> None:
+    """One customer in its own transaction: drafts, and the customers of a batch that failed."""
+    invoice = p.invoice
+    with engine.begin() as conn:
+        current = _current(conn, p.customer_id, job.month)
+        if current is not None and current.state == "issued":
+            tally.unchanged += 1
+            if _bills_otherwise(conn, current, invoice):
+                _report_differing(tally, p.customer_id, job.month, current.invoice_number)
+            return
+        if dry_run:
+            if invoice is None:
+                tally.not_due += 1
+            else:
+                tally.issued += 1
+                tally.planned[p.customer_id] = invoice.total
+            return
+        draft_id = current.id if current is not None else None
+        if draft_id is not None and (invoice is None or not _draft_is_current(conn, draft_id, invoice)):
+            _delete_draft(conn, draft_id)
+            draft_id = None
+        if invoice is None:
+            tally.not_due += 1
+            return
+        if draft_id is None:
+            draft_id = _insert_draft(conn, invoice, INVOICE, 0, None, None)
+        if draft_only:
+            tally.drafted += 1
+            return
+        number, _due = _issue_draft(conn, draft_id, invoice, job.operator, job.issue_date)
+        assert p.notice is not None
+        outbox.queue_many(conn, [p.notice.replace(NUMBER_PLACEHOLDER, number)])
+    tally.issued += 1
+    log.info("issued %s to %s for %s: total %d yen", number, p.customer_id, job.month, invoice.total)
+
+
+def _report_differing(tally: _Tally, customer_id: str, month: BillingMonth, number: str) -> None:
+    tally.differing.append(customer_id)
+    log.warning("%s for %s: invoice %s differs from what the registry bills now; correct it with "
+                "`cloudbackup billing correct`", customer_id, month, number)
+
+
+def _write_batch(engine: Engine, job: _Job, prepared: list[_Prepared], state: dict[str, sa.Row], tally: _Tally,
+                 seconds: dict[str, float], dry_run: bool, draft_only: bool) -> None:
+    fresh: list[_Prepared] = []       # nothing for the month yet: issued together
+    alone: list[_Prepared] = []       # a draft exists, or a draft-only run: one transaction each
+    issued_before: list[tuple[_Prepared, sa.Row]] = []
+    for p in prepared:
+        for warning in p.warnings:
+            log.warning("%s", warning)
+        if p.error is not None:
+            if p.broken_file:
+                log.error("customer file not billed until fixed: %s", p.error)
+                tally.broken.append(p.customer_id)
+            else:
+                log.error("customer %s not billed for %s: %s", p.customer_id, job.month, p.error)
+                tally.failed.append(p.customer_id)
+            continue
+        current = state.get(p.customer_id)
+        if current is not None and current.state == "issued":
+            issued_before.append((p, current))
+        elif dry_run:
+            if p.invoice is None:
+                tally.not_due += 1
+            else:
+                tally.issued += 1
+                tally.planned[p.customer_id] = p.invoice.total
+        elif current is not None or (draft_only and p.invoice is not None):
+            alone.append(p)
+        elif p.invoice is None:
+            tally.not_due += 1
+        else:
+            fresh.append(p)
+    if issued_before:
+        t0 = perf_counter()
+        with engine.connect() as conn:
+            stored = _stored_lines_of(conn, [int(row.id) for _p, row in issued_before
+                                             if row.document_type != CREDIT_NOTE])
+        for p, row in issued_before:
+            tally.unchanged += 1
+            differs = (p.invoice is not None if row.document_type == CREDIT_NOTE
+                       else p.invoice is None or stored[int(row.id)] != p.invoice.lines)
+            if differs:
+                _report_differing(tally, p.customer_id, job.month, row.invoice_number)
+        seconds["compare_issued"] += perf_counter() - t0
+    if fresh:
+        try:
+            with engine.begin() as conn:
+                numbers = _issue_batch(conn, job, fresh, seconds)
+                t0 = perf_counter()
+            seconds["commit"] += perf_counter() - t0
+            tally.issued += len(fresh)
+            log.info("issued %s … %s to %d customer(s) for %s", numbers[0], numbers[-1], len(fresh), job.month)
+        except sa.exc.OperationalError:
+            raise    # the database is unreachable: every customer would fail alike; the task retries
+        except Exception as exc:  # noqa: BLE001 - rolled back whole: each customer again, in its own transaction
+            log.warning("batch of %d customer(s) for %s rolled back (%s: %s); issuing them one by one",
+                        len(fresh), job.month, type(exc).__name__, exc)
+            alone = fresh + alone
+    for p in alone:
+        try:
+            _issue_one(engine, job, p, tally, dry_run, draft_only)
+        except sa.exc.OperationalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - rolled back: this customer is not billed, the others go on
+            log.error("customer %s not billed for %s: %s: %s", p.customer_id, job.month, type(exc).__name__, exc)
+            tally.failed.append(p.customer_id)
+
+
+def issue_month(engine: Engine, customers: Sequence[Customer | Path], catalog: Catalog, month: BillingMonth,
                 operator: OperatorSettings, issue_date: date, dry_run: bool = False,
-                draft_only: bool = False) -> MonthResult:
-    """Issue each customer's invoice for `month`, one transaction per customer; a re-run changes nothing
-    and queues nothing twice. A customer that cannot be billed is logged and the others go on.
+                draft_only: bool = False, workers: int | None = None) -> MonthResult:
+    """Issue each customer's invoice for `month`, all or nothing per customer; a re-run changes nothing and queues
+    nothing twice. A customer that cannot be billed is logged and the others go on.
+
+    `customers` are Customer objects or the paths of customer files, which the workers then read (a broken file
+    is listed under `failed`, after the customers that could not be billed). `workers` processes (default
+    `billing_workers()`) share the reading, the rules and the rendering when the fleet is large.
 
     `draft_only` writes (or refreshes) drafts for review: no number, no email, not in the CSVs. A later
     run issues them; a draft that no longer matches the registry is replaced first. `dry_run` writes nothing.
     """
-    issued = unchanged = not_due = drafted = 0
-    planned: dict[str, int] = {}
-    differing: list[str] = []
-    failed: list[str] = []
-    for customer in customers:
-        try:
-            invoice = bill(customer, catalog, month)
-            if invoice is not None:
-                operator.agent(invoice.sales_agent)
-        except (KeyError, LookupError, ValueError) as exc:
-            log.error("customer %s not billed for %s: %s", customer.id, month, exc)
-            failed.append(customer.id)
-            continue
-        with engine.begin() as conn:
-            current = _current(conn, customer.id, month)
-            if current is not None and current.state == "issued":
-                unchanged += 1
-                if _bills_otherwise(conn, current, invoice):
-                    differing.append(customer.id)
-                    log.warning("%s for %s: invoice %s differs from what the registry bills now; correct it "
-                                "with `cloudbackup billing correct`", customer.id, month, current.invoice_number)
-                continue
-            if dry_run:
-                if invoice is None:
-                    not_due += 1
-                else:
-                    issued += 1
-                    planned[customer.id] = invoice.total
-                continue
-            draft_id = current.id if current is not None else None
-            if draft_id is not None and (invoice is None or not _draft_is_current(conn, draft_id, invoice)):
-                _delete_draft(conn, draft_id)
-                draft_id = None
-            if invoice is None:
-                not_due += 1
-                continue
-            if draft_id is None:
-                draft_id = _insert_draft(conn, invoice, INVOICE, 0, None, None)
-            if draft_only:
-                drafted += 1
-                continue
-            number, due = _issue_draft(conn, draft_id, invoice, operator, issue_date)
-            document = Document(invoice, number, INVOICE, 0, issue_date, due, operator.issuer.registration_number)
-            _queue_notice(conn, customer, document, operator)
-        issued += 1
-        log.info("issued %s to %s for %s: total %d yen", number, customer.id, month, invoice.total)
-    return MonthResult(issued, unchanged, not_due, differing, failed, drafted, planned)
+    started = perf_counter()
+    seconds: dict[str, float] = dict.fromkeys(("read_state", "load_registry", "rules", "render_mails", "waiting",
+                                               "compare_issued", "number", "insert", "queue_mails", "commit"), 0.0)
+    job = _Job(list(customers), catalog, month, operator, issue_date, render=not (dry_run or draft_only))
+    t0 = perf_counter()
+    state = _month_state(engine, month)
+    seconds["read_state"] = perf_counter() - t0
+    tally = _Tally()
+    batches = _prepared_batches(job, billing_workers() if workers is None else workers)
+    while True:
+        t0 = perf_counter()
+        got = next(batches, None)
+        seconds["waiting"] += perf_counter() - t0
+        if got is None:
+            break
+        prepared, worker_seconds = got
+        for key, value in worker_seconds.items():
+            seconds[key] += value
+        _write_batch(engine, job, prepared, state, tally, seconds, dry_run, draft_only)
+    seconds["total"] = perf_counter() - started
+    return MonthResult(tally.issued, tally.unchanged, tally.not_due, tally.differing, tally.failed + tally.broken,
+                       tally.drafted, tally.planned, {k: round(v, 3) for k, v in seconds.items()})
 
 
 def credit_note_for(invoice: Invoice) -> Invoice:

@@ -19,20 +19,28 @@ LINE_CSV_COLUMNS = ["invoice_number", "document_type", "customer_id", "billing_m
                     "line_kind", "description", "tax_rate", "amount"]
 
 
+# The documents of a month's CSV files: the month's invoices as first issued (revision 0), and the corrections
+# (credit notes and reissues, revision ≥ 1) issued during the month, whatever month they correct: finance books a
+# correction in the month it is issued, never back in the closed month it corrects. Each issued document is in
+# exactly one month's files. issue_date is YYYY-MM-DD (Asia/Tokyo).
+_IN_MONTH_CSV = ("{t}.state = 'issued' AND (({t}.revision = 0 AND {t}.billing_month = :m) "
+                 "OR ({t}.revision > 0 AND {t}.issue_date >= :first AND {t}.issue_date <= :last))")
+
+
 def _csv_frames_from_db(engine: Engine, month: BillingMonth) -> tuple[pd.DataFrame, pd.DataFrame]:
+    params = {"m": str(month), "first": month.first_day.isoformat(), "last": month.last_day.isoformat()}
     with engine.connect() as conn:
         docs = pd.read_sql_query(sa.text(
             "SELECT i.invoice_number, i.document_type, i.revision, c.invoice_number AS corrects_invoice_number, "
             "i.customer_id, i.recipient_name AS customer_name, i.billing_month, i.issue_date, i.payment_due_date, "
             "i.sales_agent, i.issuer_registration_number, i.subtotal, i.tax, i.total, i.issued_at "
             "FROM invoices i LEFT JOIN invoices c ON c.id = i.corrects_invoice_id "
-            "WHERE i.billing_month = :m AND i.state = 'issued' ORDER BY i.invoice_number"),
-            conn, params={"m": str(month)})
+            f"WHERE {_IN_MONTH_CSV.format(t='i')} ORDER BY i.invoice_number"), conn, params=params)
         lines = pd.read_sql_query(sa.text(
             "SELECT i.invoice_number, i.document_type, i.customer_id, i.billing_month, i.sales_agent, l.line_no, "
             "l.kind AS line_kind, l.description, l.tax_rate, l.amount FROM invoice_lines l "
-            "JOIN invoices i ON i.id = l.invoice_id WHERE i.billing_month = :m AND i.state = 'issued' "
-            "ORDER BY i.invoice_number, l.line_no"), conn, params={"m": str(month)})
+            f"JOIN invoices i ON i.id = l.invoice_id WHERE {_IN_MONTH_CSV.format(t='i')} "
+            "ORDER BY i.invoice_number, l.line_no"), conn, params=params)
     docs["issued_at"] = pd.to_datetime(docs["issued_at"], utc=True, format="ISO8601").map(
         lambda t: t.isoformat() if pd.notna(t) else "")
     return docs, lines

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import cache, cached_property
+from typing import TYPE_CHECKING
 
 from cloudbackup.billing.months import BillingMonth
+
+if TYPE_CHECKING:
+    from cloudbackup.registry.operator import PaymentInstructions
 
 
 # The "rate" of a line outside the scope of consumption tax (不課税), e.g. the cancellation penalty of art. 21(3)
@@ -109,3 +114,20 @@ def tax_on(subtotal: int, rate: Decimal) -> int:
     numerator, denominator = _ratio(rate)
     product = subtotal * numerator
     return product // denominator if product >= 0 else -(-product // denominator)
+
+
+def payment_due_date(payment: PaymentInstructions, billing_month: BillingMonth, issue_date: date) -> date:
+    """When the customer is to pay (art. 23): the sales agent's rule from the billing month, never before the
+    issue date.
+
+    An invoice issued on time (the 1st of the month after its billing month) is due on the agent's rule date
+    (`due_months_after_billing_month` months after the billing month, on `due_day`). One issued so late that
+    this date is already before its issue date (a late run of an old month) gives the customer the same number
+    of days from its issue date as an on-time invoice would have had: the due date is computed from the issue
+    date, never in the past (our reading, the one most protective of the customer's money).
+    """
+    due = payment.due_date(billing_month.last_day)
+    if due >= issue_date:
+        return due
+    on_time = billing_month.next().first_day
+    return issue_date + max(due - on_time, timedelta(0))
