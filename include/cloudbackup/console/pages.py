@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -255,14 +256,25 @@ class RegistryCache:
         self._value: Registered | None = None
 
     def get(self, directory: Path) -> Registered:
-        files = sorted((directory / "customers").glob("*.y*ml")) + [directory / "catalog.yaml",
-                                                                   directory / "maintenance.yaml"]
-        key = (str(directory), tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.exists()))
+        key = (str(directory), _files_key(directory / "customers"),
+               _files_key(directory, ("catalog.yaml", "maintenance.yaml")))
         if key != self._key or self._value is None:
             self._value = Registered(load_registry(directory), load_catalog(directory / "catalog.yaml"),
                                      tuple(load_windows(directory / "maintenance.yaml")))
             self._key = key
         return self._value
+
+
+def _files_key(folder: Path, names: tuple[str, ...] | None = None) -> tuple:
+    """(name, mtime, size) of the YAML files in `folder` (or of `names`): one scandir, no pathlib per file, so
+    checking 10,000 customer files for changes costs milliseconds."""
+    try:
+        with os.scandir(folder) as entries:
+            found = [(e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries
+                     if (e.name in names if names is not None else e.name.endswith((".yaml", ".yml")))]
+    except FileNotFoundError:
+        return ()
+    return tuple(sorted(found))
 
 
 REGISTRY = RegistryCache()

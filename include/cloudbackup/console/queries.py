@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from statistics import median
@@ -286,16 +286,16 @@ def _fleet_row(customer: Customer, catalog: Catalog, now: datetime, last: Run | 
     except KeyError:
         capacity = 0            # shown as "unknown plan"; the registry check reports the file
     state = customer_state(customer, last, now, windows)
-    row = FleetRow(customer_id=customer.id, name=customer.name, dag_id=customer.dag_id, plan=code, state=state,
-                   contract_capacity_bytes=capacity, stored_bytes=stored,
-                   last_run=last, next_run=None if state == "suspended" or paused else next_run(customer.schedule, now),
-                   notices_pending=notice_counts[0], notices_stuck=notice_counts[1], schedule=customer.schedule)
     facts = attention.Facts(state=state, schedule=customer.schedule, service_start=customer.service_start_date,
                             paused=paused, last_status=last.status if last else None,
                             last_started_at=last.started_at if last else None,
-                            capacity_percent=row.capacity_percent, notices_stuck=notice_counts[1],
-                            usual_run=usual_run, run_timeout=run_timeout)
-    return replace(row, flags=attention.flags(facts, now))
+                            capacity_percent=None if stored is None or not capacity else 100.0 * stored / capacity,
+                            notices_stuck=notice_counts[1], usual_run=usual_run, run_timeout=run_timeout)
+    return FleetRow(customer_id=customer.id, name=customer.name, dag_id=customer.dag_id, plan=code, state=state,
+                    contract_capacity_bytes=capacity, stored_bytes=stored, last_run=last,
+                    next_run=None if state == "suspended" or paused else next_run(customer.schedule, now),
+                    notices_pending=notice_counts[0], notices_stuck=notice_counts[1], schedule=customer.schedule,
+                    flags=attention.flags(facts, now))
 
 
 def broken_row(customer_id: str, problems: tuple[str, ...], last: Run | None, stored: int | None,
