@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cloudbackup import settings
@@ -41,27 +42,80 @@ def _registry_check(_args: argparse.Namespace) -> int:
     return 1 if found else 0
 
 
+class _BillingError(Exception):
+    """A billing command that cannot do what was asked: one line on stderr, exit 2 (no traceback)."""
+
+
+def _billing_command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Unknown customer, bad month or date, a database not migrated or unreachable: one clear line on stderr and
+    exit 2, instead of a traceback."""
+    import functools
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        import sqlalchemy as sa
+
+        try:
+            return func(args)
+        except sa.exc.DBAPIError as exc:
+            detail = (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0]
+            if "no such table" in detail or ("relation" in detail and "does not exist" in detail):
+                message = f"the project database is not migrated ({detail}): run `cloudbackup db migrate`"
+            else:
+                message = f"database error: {detail}"
+        except sa.exc.SQLAlchemyError as exc:
+            message = f"database error: {str(exc).strip().splitlines()[0]}"
+        except KeyError as exc:
+            message = str(exc.args[0]) if exc.args else "not found"
+        except (_BillingError, LookupError, ValueError, OSError) as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"cloudbackup billing {args.billing_command}: error: {message}", file=sys.stderr)
+        return 2
+    return run
+
+
+def _billing_customer(customer_id: str):  # noqa: ANN202 - a Customer; imported lazily
+    """One customer's file, read alone (a fleet's registry is not loaded to look at one customer)."""
+    from cloudbackup.registry.customers import load_customer
+
+    folder = settings.registry_dir() / "customers"
+    found = [p for p in (folder / f"{customer_id}.yaml", folder / f"{customer_id}.yml") if p.is_file()]
+    if not found or "/" in customer_id:
+        raise _BillingError(f"no customer {customer_id!r} in the registry ({settings.registry_dir() / 'customers'})")
+    return load_customer(found[0])
+
+
+@_billing_command
 def _billing_run(args: argparse.Namespace) -> int:
     from cloudbackup import tasks
 
     result = tasks.issue_invoices(args.month, issue_date=args.issue_date, dry_run=args.dry_run,
                                   draft_only=args.draft)
-    print(json.dumps(result, ensure_ascii=False))
-    if not (args.dry_run or args.draft):
-        print(tasks.export_month_csv(args.month))
+    written = None if (args.dry_run or args.draft) else tasks.export_month_csv(args.month)
+    if args.json:
+        print(json.dumps({**result, "csv": written}, ensure_ascii=False, indent=2))
+    else:
+        print(json.dumps(result, ensure_ascii=False))
+        if written:
+            print(written)
     return 1 if result["failed"] else 0
 
 
+@_billing_command
 def _billing_preview(args: argparse.Namespace) -> int:
-    from cloudbackup.billing.preview import preview_text
+    from cloudbackup.billing.preview import preview_data, preview_text
     from cloudbackup.registry.catalog import load_catalog
-    from cloudbackup.registry.customers import load_registry
 
-    customer = load_registry(settings.registry_dir()).get(args.customer)
-    print(preview_text(customer, load_catalog(settings.catalog_path()), args.month, args.to), end="")
+    customer = _billing_customer(args.customer)
+    catalog = load_catalog(settings.catalog_path())
+    if args.json:
+        print(json.dumps(preview_data(customer, catalog, args.month, args.to), ensure_ascii=False, indent=2))
+    else:
+        print(preview_text(customer, catalog, args.month, args.to), end="")
     return 0
 
 
+@_billing_command
 def _billing_correct(args: argparse.Namespace) -> int:
     from datetime import date
 
@@ -70,10 +124,9 @@ def _billing_correct(args: argparse.Namespace) -> int:
     from cloudbackup.clock import tokyo_date, utcnow
     from cloudbackup.edges import connections
     from cloudbackup.registry.catalog import load_catalog
-    from cloudbackup.registry.customers import load_registry
     from cloudbackup.registry.operator import load_operator
 
-    customer = load_registry(settings.registry_dir()).get(args.customer)
+    customer = _billing_customer(args.customer)
     day = date.fromisoformat(args.issue_date) if args.issue_date else tokyo_date(utcnow())
     done = documents.correct(connections.database(), customer, load_catalog(settings.catalog_path()),
                              BillingMonth.parse(args.month), load_operator(), day, args.reason)
@@ -299,11 +352,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--draft", action="store_true",
                      help="write or refresh drafts for review only: no numbers, no emails, no CSV")
     run.add_argument("--issue-date", help="issue date printed on the invoices, YYYY-MM-DD (default: today, Tokyo)")
+    run.add_argument("--json", action="store_true", help="print the result (and the CSV written) as one JSON document")
     run.set_defaults(func=_billing_run)
     preview = billing.add_parser("preview", help="print a customer's invoice lines and totals; writes nothing")
     preview.add_argument("--customer", required=True, help="customer id")
     preview.add_argument("--month", required=True, help="billing month, YYYY-MM")
     preview.add_argument("--to", help="last billing month of a range, YYYY-MM (default: --month only)")
+    preview.add_argument("--json", action="store_true", help="print the months, lines, tax and notes as JSON")
     preview.set_defaults(func=_billing_preview)
     correct = billing.add_parser("correct", help="credit note + reissue for an issued invoice (never edited)")
     correct.add_argument("--customer", required=True, help="customer id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
 from cloudbackup.billing.months import BillingMonth
 from cloudbackup.billing.rules import bill, explain
@@ -35,15 +36,39 @@ def preview_month(customer: Customer, catalog: Catalog, month: BillingMonth) -> 
     return out
 
 
-def preview_text(customer: Customer, catalog: Catalog, month: str, to: str | None = None) -> str:
-    """One block per month from `month` through `to` (inclusive); the timeline's warnings first."""
+def _months(month: str, to: str | None) -> list[BillingMonth]:
     first = BillingMonth.parse(month)
     last = BillingMonth.parse(to) if to else first
     if last < first:
         raise ValueError(f"--to {last} is before --month {first}")
+    months = [first]
+    while months[-1] < last:
+        months.append(months[-1].next())
+    return months
+
+
+def preview_text(customer: Customer, catalog: Catalog, month: str, to: str | None = None) -> str:
+    """One block per month from `month` through `to` (inclusive); the timeline's warnings first."""
     lines = [f"WARNING {w}" for w in customer.timeline_warnings]
-    current = first
-    while current <= last:
+    for current in _months(month, to):
         lines += preview_month(customer, catalog, current)
-        current = current.next()
     return "\n".join(lines) + "\n"
+
+
+def preview_data(customer: Customer, catalog: Catalog, month: str, to: str | None = None) -> dict[str, Any]:
+    """What `preview_text` prints, as data (`billing preview --json`): amounts in integer yen, rates as strings."""
+    language = customer.language.value
+    months = []
+    for current in _months(month, to):
+        invoice = bill(customer, catalog, current)
+        entry: dict[str, Any] = {"month": str(current), "due": invoice is not None,
+                                 "notes": explain(customer, catalog, current)}
+        if invoice is not None:
+            entry |= {
+                "lines": [{"kind": line.kind, "description": line.describe(language), "amount": line.amount,
+                           "tax_rate": str(line.tax_rate)} for line in invoice.lines],
+                "tax_summary": [{"rate": str(s.rate), "subtotal": s.subtotal, "tax": s.tax}
+                                for s in invoice.tax_summary],
+                "subtotal": invoice.subtotal, "tax": invoice.tax, "total": invoice.total}
+        months.append(entry)
+    return {"customer_id": customer.id, "warnings": list(customer.timeline_warnings), "months": months}
