@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from statistics import median
 
@@ -124,12 +125,26 @@ class CustomerDetail:
 
 
 @dataclass(frozen=True)
+class RateTax:
+    """One consumption-tax rate's block of a month (art. 25, 26: tax per invoice per rate, summed)."""
+
+    rate: str          # e.g. "0.10"
+    subtotal: int
+    tax: int
+
+    @property
+    def percent(self) -> str:
+        return f"{(Decimal(self.rate) * 100).normalize():f}%"
+
+
+@dataclass(frozen=True)
 class MonthSummary:
     billing_month: str
     invoice_count: int
     subtotal: int
     tax: int
     total: int
+    tax_by_rate: tuple[RateTax, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,6 +159,8 @@ class InvoiceRow:
     tax: int
     total: int
     issued_at: datetime | None
+    issue_date: date | None = None           # the date the invoice states (Asia/Tokyo), what the console shows
+    payment_due_date: date | None = None
 
 
 @dataclass(frozen=True)
@@ -385,16 +402,26 @@ def billing_months(engine: Engine) -> list[MonthSummary]:
         rows = conn.execute(sa.text(
             "SELECT billing_month, COUNT(*) AS n, SUM(subtotal) AS subtotal, SUM(tax) AS tax, SUM(total) AS total "
             "FROM invoices WHERE state = 'issued' GROUP BY billing_month ORDER BY billing_month DESC")).all()
-    return [MonthSummary(r.billing_month, int(r.n), int(r.subtotal), int(r.tax), int(r.total)) for r in rows]
+        rates = conn.execute(sa.text(
+            "SELECT i.billing_month, t.tax_rate, SUM(t.subtotal) AS subtotal, SUM(t.tax) AS tax "
+            "FROM invoice_tax_summaries t JOIN invoices i ON i.id = t.invoice_id WHERE i.state = 'issued' "
+            "GROUP BY i.billing_month, t.tax_rate ORDER BY i.billing_month, t.tax_rate")).all()
+    by_month: dict[str, list[RateTax]] = {}
+    for r in rates:
+        by_month.setdefault(r.billing_month, []).append(RateTax(r.tax_rate, int(r.subtotal), int(r.tax)))
+    return [MonthSummary(r.billing_month, int(r.n), int(r.subtotal), int(r.tax), int(r.total),
+                         tuple(by_month.get(r.billing_month, ()))) for r in rows]
 
 
 _INVOICE_COLUMNS = ("id, invoice_number, customer_id, billing_month, state, sales_agent, subtotal, tax, total, "
-                    "issued_at")
+                    "issued_at, issue_date, payment_due_date")
 
 
 def _invoice(r: sa.Row) -> InvoiceRow:
     return InvoiceRow(int(r.id), r.invoice_number, r.customer_id, r.billing_month, r.state, r.sales_agent,
-                      int(r.subtotal), int(r.tax), int(r.total), from_db_time(r.issued_at))
+                      int(r.subtotal), int(r.tax), int(r.total), from_db_time(r.issued_at),
+                      date.fromisoformat(r.issue_date) if r.issue_date else None,
+                      date.fromisoformat(r.payment_due_date) if r.payment_due_date else None)
 
 
 def month_invoices(engine: Engine, billing_month: str) -> list[InvoiceRow]:
