@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -90,3 +91,68 @@ def test_a_contract_capacity_may_be_a_fraction_of_a_gb_in_whole_bytes(tmp_path: 
     (tmp_path / "catalog.yaml").write_text(too_fine, encoding="utf-8")
     with pytest.raises(ValueError, match="whole number of bytes"):
         load_catalog(tmp_path / "catalog.yaml")
+
+
+# --- the one gate: everything that would fail at parse or run time, naming file and field ---------------------
+
+@pytest.mark.parametrize(("schedule", "why"), [
+    ("0 25 * * *", "is not a valid cron expression"), ("61 2 * * *", "is not a valid cron expression"),
+    ("0 2 * * 8", "is not a valid cron expression"), ("0 2 30 2 *", "never fires"),
+    ("0 2 * *", "must be a 5-field cron expression"), ("@daily", "must be a 5-field cron expression")])
+def test_a_schedule_airflow_would_refuse_or_that_never_fires_is_refused(tmp_path: Path, schedule: str,
+                                                                        why: str) -> None:
+    """Art. 18(3): the schedule is the customer's 5-field cron (Asia/Tokyo); croniter checks it as Airflow will."""
+    path = tmp_path / "bad-co.yaml"
+    path.write_text(customer_yaml("bad-co", paths=["/srv/a"]).replace('"0 2 * * *"', f'"{schedule}"'),
+                    encoding="utf-8")
+    with pytest.raises(ValueError, match=f"field 'schedule': schedule '{re.escape(schedule)}' {why}"):
+        load_customer(path)
+
+
+def test_designated_areas_may_not_overlap(tmp_path: Path) -> None:
+    """Art. 16: each designated area once; an area inside another would be collected twice."""
+    path = tmp_path / "bad-co.yaml"
+    path.write_text(customer_yaml("bad-co", paths=["/srv/a", "/srv/a/b"]), encoding="utf-8")
+    with pytest.raises(ValueError, match="field 'sftp.paths'.*inside '/srv/a'"):
+        load_customer(path)
+    path.write_text(customer_yaml("bad-co", paths=["/srv/a", "/srv/ab"]), encoding="utf-8")
+    assert load_customer(path).sftp.paths == ["/srv/a", "/srv/ab"]
+
+
+def test_check_registry_refuses_unknown_plan_and_sales_agent_codes(registry_dir: Path) -> None:
+    """Art. 9, 20 (the plan is in the catalog) and art. 23 (the sales agent is in the operator settings)."""
+    from cloudbackup.registry.check import check_registry, problems
+
+    (registry_dir / "customers" / "good-co.yaml").write_text(customer_yaml("good-co", paths=["/srv/a"]),
+                                                             encoding="utf-8")
+    (registry_dir / "customers" / "bad-co.yaml").write_text(
+        customer_yaml("bad-co", paths=["/srv/a"]).replace("plan: standard-100", "plan: gold")
+        .replace("sales_agent: kanto-it-sales", "sales_agent: nobody"), encoding="utf-8")
+    fleet = check_registry(registry_dir)
+    assert [c.id for c in fleet.registry.customers] == ["good-co"]
+    assert problems(fleet) == ["customers/bad-co.yaml: field 'plans.0.plan': plan 'gold' is not in the catalog; "
+                               "field 'sales_agent': 'nobody' is not in operator.yaml"]
+    assert [e.file.name for e in load_registry(registry_dir).errors] == [], "load_registry checks each file alone"
+
+
+def test_select_reads_only_the_chosen_customer_files(registry_dir: Path) -> None:
+    for cid in ("a-co", "b-co"):
+        (registry_dir / "customers" / f"{cid}.yaml").write_text(customer_yaml(cid, paths=["/srv/a"]), encoding="utf-8")
+    (registry_dir / "customers" / "broken.yaml").write_text("id: [unclosed", encoding="utf-8")
+    registry = load_registry(registry_dir, select=lambda i: i == "b-co")
+    assert [c.id for c in registry.customers] == ["b-co"] and registry.errors == ()
+
+
+def test_registry_check_says_which_connections_are_in_the_environment(registry_dir: Path,
+                                                                      capsys: pytest.CaptureFixture[str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudbackup import cli
+
+    for cid in ("a-co", "b-co"):
+        (registry_dir / "customers" / f"{cid}.yaml").write_text(customer_yaml(cid, paths=["/srv/a"]), encoding="utf-8")
+    monkeypatch.setenv("AIRFLOW_CONN_SFTP_A_CO", "sftp://u@h:22")
+    monkeypatch.delenv("AIRFLOW_CONN_SFTP_B_CO", raising=False)
+    assert cli.main(["registry", "check"]) == 0
+    assert "SFTP connections: 1 found as AIRFLOW_CONN_<ID> in the environment, 1 not there" in capsys.readouterr().out
+    assert cli.main(["registry", "check", "--require-env-connections"]) == 1
+    assert "ERROR connection 'sftp_b_co': no AIRFLOW_CONN_SFTP_B_CO in the environment" in capsys.readouterr().err

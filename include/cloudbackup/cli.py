@@ -21,25 +21,44 @@ def _db_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _registry_check(_args: argparse.Namespace) -> int:
-    from cloudbackup.registry import check
-    from cloudbackup.registry.catalog import load_catalog
-    from cloudbackup.registry.customers import load_registry
-    from cloudbackup.registry.operator import OperatorSettings, load_operator
+def _registry_check(args: argparse.Namespace) -> int:
+    import os
 
-    registry = load_registry(settings.registry_dir())
-    operator: OperatorSettings | ValueError
-    try:
-        operator = load_operator()
-    except ValueError as exc:
-        operator = exc
-    found = check.problems(registry, load_catalog(settings.catalog_path()), operator)
-    print(f"{len(registry.customers)} customer file(s) valid, {len(registry.errors)} broken")
+    from cloudbackup.registry import check
+
+    fleet = check.check_registry(settings.registry_dir())
+    registry = fleet.registry
+    found = check.problems(fleet)
+    print(f"{len(registry.customers)} customer file(s) valid, {len(registry.errors)} with errors")
+    in_env, elsewhere = check.connections_in_env(registry, os.environ)
+    if in_env or args.require_env_connections:
+        print(f"SFTP connections: {len(in_env)} found as AIRFLOW_CONN_<ID> in the environment, {len(elsewhere)} not "
+              "there (they may be in Airflow's metadata database or a secrets backend, which this does not read)")
+    if args.require_env_connections:
+        found += [f"connection {c!r}: no AIRFLOW_CONN_{c.upper()} in the environment" for c in elsewhere]
     for warning in check.warnings(registry):
         print(f"WARNING {warning}", file=sys.stderr)
     for problem in found:
         print(f"ERROR {problem}", file=sys.stderr)
     return 1 if found else 0
+
+
+def _registry_sync_pools(args: argparse.Namespace) -> int:
+    """Create the Airflow pools the backup DAGs use (idempotent: an existing pool and its slots are kept)."""
+    from airflow.models.pool import Pool
+
+    from cloudbackup.registry import check
+
+    wanted = check.pools(check.check_registry(settings.registry_dir()).registry)
+    created = 0
+    for name, customers in wanted.items():
+        if Pool.get_pool(name) is None:
+            Pool.create_or_update_pool(name, slots=args.slots, include_deferred=False,
+                                       description=f"backup runs against one SFTP server: {', '.join(customers)}")
+            created += 1
+            print(f"created pool {name} ({args.slots} slot(s))")
+    print(f"{created} pool(s) created, {len(wanted) - created} already there")
+    return 0
 
 
 class _BillingError(Exception):
@@ -342,7 +361,14 @@ def _parser() -> argparse.ArgumentParser:
     db.add_parser("migrate", help="apply pending migrations").set_defaults(func=_db_migrate)
 
     reg = sub.add_parser("registry", help="customer registry").add_subparsers(dest="reg_command", required=True)
-    reg.add_parser("check", help="validate every customer file and the catalog").set_defaults(func=_registry_check)
+    rcheck = reg.add_parser("check", help="validate every customer file against the catalog and operator settings "
+                                          "(exit 1 on any error)")
+    rcheck.add_argument("--require-env-connections", action="store_true",
+                        help="a customer's SFTP connection missing from AIRFLOW_CONN_* in the environment is an error")
+    rcheck.set_defaults(func=_registry_check)
+    rpools = reg.add_parser("sync-pools", help="create the Airflow pools of shared customer servers (idempotent)")
+    rpools.add_argument("--slots", type=int, default=1, help="slots of a new pool: concurrent runs per server (1)")
+    rpools.set_defaults(func=_registry_sync_pools)
 
     billing = sub.add_parser("billing", help="monthly billing").add_subparsers(dest="billing_command",
                                                                                 required=True)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from cloudbackup.clock import TOKYO, add_months, month_last_day
 from cloudbackup.registry.yamlfile import load_model, read_yaml
 
 CUSTOMER_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
+SERVER_NAME = r"^[a-z0-9][a-z0-9.-]{0,62}$"
 _CRON_FIELDS = 5
 CURE_PERIOD = timedelta(days=14)  # art. 12: a suspension not cured within 14 days may end the contract
 
@@ -100,9 +104,17 @@ class OperatorTermination(_Strict):
 class SftpSource(_Strict):
     """The areas the customer designated on its own server (art. 16)."""
 
-    connection_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    connection_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,250}$")
     paths: Annotated[list[str], Field(min_length=1)]
     excludes: list[str] = []
+    # The customer's server, named when several customers' files live on one server: their backups then share
+    # the Airflow pool `sftp_server_<server>`, which bounds the concurrent runs (SFTP sessions) against it.
+    server: str | None = Field(default=None, pattern=SERVER_NAME)
+
+    @property
+    def pool(self) -> str | None:
+        """The Airflow pool of this customer's backups (None: Airflow's default pool)."""
+        return f"sftp_server_{self.server}" if self.server else None
 
     @field_validator("paths")
     @classmethod
@@ -114,6 +126,10 @@ class SftpSource(_Strict):
                 raise ValueError(f"designated path {p!r} must not contain '..'")
         if len(set(paths)) != len(paths):
             raise ValueError("designated paths must not repeat")
+        for p in paths:
+            for q in paths:
+                if p != q and q.rstrip("/").startswith(p.rstrip("/") + "/"):
+                    raise ValueError(f"designated path {q!r} is inside {p!r}: its files would be collected twice")
         return paths
 
 
@@ -131,6 +147,8 @@ class Customer(_Strict):
     sftp: SftpSource
     schedule: str
     status: CustomerStatus = CustomerStatus.ACTIVE
+    # How long after its scheduled start a backup should have finished: past it, the run's deadline alert fires.
+    window_hours: int = Field(default=6, ge=1, le=24)
     # The contract timeline beyond start and plan changes (art. 8, 11, 12, 14, 21(3)); all optional.
     suspensions: list[Suspension] = []
     cancellation: Cancellation | None = None
@@ -142,6 +160,12 @@ class Customer(_Strict):
     def _cron(cls, value: str) -> str:
         if len(value.split()) != _CRON_FIELDS:
             raise ValueError(f"schedule {value!r} must be a 5-field cron expression (Asia/Tokyo)")
+        try:   # croniter is what Airflow's CronTriggerTimetable checks the expression with when the DAG loads
+            croniter(value, datetime(2000, 1, 1)).get_next(datetime)
+        except CroniterBadCronError as exc:
+            raise ValueError(f"schedule {value!r} is not a valid cron expression: {exc}") from None
+        except CroniterBadDateError:
+            raise ValueError(f"schedule {value!r} never fires (e.g. the 30th of February)") from None
         return value
 
     # How the one-month periods of art. 8 and 11 count their first day (operator.yaml `periods.count_first_day`,
@@ -348,14 +372,35 @@ def load_customer(path: Path) -> Customer:
     return customer
 
 
-def load_registry(directory: Path) -> Registry:
-    """Load every `customers/*.yaml` under `directory`; a broken file never hides the others."""
+def customer_files(directory: Path, select: Callable[[str], bool] | None = None) -> list[Path]:
+    """The customer files under `directory` (sorted by name), those whose id (file stem) `select` accepts. Plain
+    names are listed and filtered before any Path is made: at 10,000 customers a DAG file lists them all."""
+    folder = directory / "customers"
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith((".yaml", ".yml")) and not n.startswith("."))
+    except FileNotFoundError:
+        return []
+    return [folder / n for n in names if select is None or select(n.rsplit(".", 1)[0])]
+
+
+def load_registry(directory: Path, select: Callable[[str], bool] | None = None) -> Registry:
+    """Load every `customers/*.yaml` under `directory` (only the ids `select` accepts, when given: the others are
+    not read); a broken file never hides the others. Two files of one id (`x.yaml`, `x.yml`) or of one DAG id:
+    the first loads, the other is an error naming both."""
     customers: list[Customer] = []
     errors: list[RegistryError] = []
-    for path in sorted((directory / "customers").glob("*.y*ml")):
+    seen: dict[str, Path] = {}
+    for path in customer_files(directory, select):
         try:
-            customers.append(load_customer(path))
+            customer = load_customer(path)
         except ValueError as exc:
             problems = str(exc).removeprefix(f"{path}: ")
             errors.append(RegistryError(path, tuple(re.split(r"; (?=field )", problems))))
+            continue
+        if customer.dag_id in seen:
+            errors.append(RegistryError(path, (f"field 'id': {customer.id!r} (DAG {customer.dag_id}) is already "
+                                               f"defined by {seen[customer.dag_id].name}",)))
+            continue
+        seen[customer.dag_id] = path
+        customers.append(customer)
     return Registry(tuple(customers), tuple(errors))
