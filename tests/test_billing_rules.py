@@ -86,8 +86,10 @@ def test_art22_3_the_initial_fee_is_charged_once_on_the_first_invoice_with_the_f
 
 def test_art22_3_a_contract_ending_in_its_start_month_pays_the_initial_fee_alone() -> None:
     """Reading of 22(1)+(3): no monthly fee ever falls due, but the one invoice carries the initial fee."""
-    customer = contract(contract_date=date(2026, 9, 1), service_start=date(2026, 9, 1),
-                        cancellation={"notice_date": date(2026, 9, 1), "requested_end": date(2026, 9, 30)})
+    # Contract and notice on 08-31: the one-month periods run 09-01 to 09-30 (Civil Code art. 140, 143(1)), so the
+    # service can end on 09-30, in its start month.
+    customer = contract(contract_date=date(2026, 8, 31), service_start=date(2026, 9, 1),
+                        cancellation={"notice_date": date(2026, 8, 31), "requested_end": date(2026, 9, 30)})
     assert _fees(customer, CATALOG, "2026-08", "2026-12") == {"2026-09": [("initial_fee", 30000)]}
 
 
