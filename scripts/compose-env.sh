@@ -11,10 +11,9 @@ PY=.venv/bin/python
 [ -x "$PY" ] || PY=python3
 umask 077
 "$PY" - > .env <<'PYCODE'
-import secrets
-from cryptography.fernet import Fernet
+import base64, os, secrets
 print("# Secrets of the compose stack (scripts/compose-env.sh). Keep out of git; compose refuses empty values.")
-print(f"FERNET_KEY={Fernet.generate_key().decode()}")
+print(f"FERNET_KEY={base64.urlsafe_b64encode(os.urandom(32)).decode()}")  # = Fernet.generate_key()
 print(f"JWT_SECRET={secrets.token_urlsafe(32)}")
 for user in ("ADMIN", "OPERATOR", "FINANCE"):
     print(f"{user}_PASSWORD={secrets.token_urlsafe(12)}")

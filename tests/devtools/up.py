@@ -222,8 +222,6 @@ def seed_demo_files(sftp_root: Path) -> None:
 def start(directory: Path = DEFAULT_DIR, api_port: int | None = None, redis_db: int = 1,
           db_prefix: str = "cloudbackup_up") -> Access:
     """Bring the stack up in `directory`, or return the one already running there."""
-    from cryptography.fernet import Fernet
-
     from cloudbackup.registry.customers import load_registry
 
     already = running(directory)
@@ -254,7 +252,7 @@ def start(directory: Path = DEFAULT_DIR, api_port: int | None = None, redis_db: 
     _save(access)
     try:
         seed_demo_files(stack.sshd.root)
-        env = airflow_env(access, stack, names, {"fernet_key": Fernet.generate_key().decode(),
+        env = airflow_env(access, stack, names, {"fernet_key": fernet_key(),
                                                  "jwt_secret": secrets.token_urlsafe(32)},
                           api_port, redis_db, sorted({c.sftp.connection_id for c in registry.customers}))
         (directory / "stack.env").write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()
@@ -280,6 +278,13 @@ def start(directory: Path = DEFAULT_DIR, api_port: int | None = None, redis_db: 
     (directory / "access.env").write_text("\n".join(access.env_lines()) + "\n")
     os.chmod(directory / "access.env", 0o600)
     return access
+
+
+def fernet_key() -> str:
+    """A Fernet key: 32 random bytes, URL-safe base64 (what cryptography's Fernet.generate_key() returns)."""
+    import base64
+
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
 def _save(access: Access) -> None:
