@@ -24,12 +24,14 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from backup_support import connector, tree, write_tree
 from devtools import devstack
 from devtools.console_seed import seed_attention_cases, seed_fleet
 
 from cloudbackup.backup import format as snap
+from cloudbackup.backup.archiver import run_backup
 from cloudbackup.backup.outcomes import CollectionError
-from cloudbackup.backup.records import finish_run, start_run
+from cloudbackup.backup.records import finish_run, record_snapshot, start_run
 from cloudbackup.billing import BillingMonth, exports
 from cloudbackup.billing import documents as invoices
 from cloudbackup.clock import utcnow
@@ -47,9 +49,10 @@ HOSTILE_NAME = '<img src=x onerror="window.__pwned=1"> Hacker & Co'
 HOSTILE_PATH = "/srv/share/<script>window.__pwned=2</script>.txt"
 SEEDED = 8
 USERS = {"admin": "admin", "ops": "viewer", "operator": "op", "finance": "user"}   # user name → role
-SNAPSHOT = "20261120T000000Z-hostile"
-SNAPSHOT_FILES = {"/srv/share/経理/2026/請求書 11月.xlsx": 4096, "/srv/share/経理/2026/見積書.pdf": 2048,
-                  "/srv/share/経理/readme.txt": 12, "/srv/share/設計/図面 A.dwg": 65536, "/srv/share/top.txt": 3}
+AREA = "/srv/console-share"        # the hostile customer's designated area on the devstack sshd
+SNAPSHOT_FILES = {"経理/2026/請求書 11月.xlsx": os.urandom(300_000), "経理/2026/見積書.pdf": b"%PDF-1.4 " * 300,
+                  "経理/readme.txt": "領収書は別フォルダ\n".encode(), "設計/図面 A.dwg": os.urandom(70_000),
+                  "top.txt": b"top"}
 PAUSED = "held-co"
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"]
@@ -60,6 +63,7 @@ class Console:
     base: str
     passwords: dict[str, str]
     engine: sa.Engine
+    snapshot: str                   # the hostile customer's snapshot, taken by a real backup over SFTP
     flags: dict[str, str]           # customer id → the attention flag its seeded state raises
     customers: int                  # rows on the fleet page
     invoiced: int                   # invoices issued for 2026-10
@@ -72,35 +76,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _seed(engine: sa.Engine, registry: Path, store: ObjectStore) -> tuple[dict[str, str], int]:
+def _seed(engine: sa.Engine, registry: Path, store: ObjectStore,
+          sshd: devstack.Sshd) -> tuple[str, dict[str, str], int]:
     now = utcnow()
     seed_fleet(engine, registry, customers=SEEDED, days=365, now=now)
     (registry / "customers" / "hostile.yaml").write_text(
-        customer_yaml("hostile", paths=["/srv/share"]).replace(
+        customer_yaml("hostile", paths=[AREA]).replace(
             "name: テスト顧客 hostile", f"name: '{HOSTILE_NAME}'"), encoding="utf-8")
     run_id = start_run(engine, "hostile", "manual__hostile")
     finish_run(engine, run_id, "hostile", files=3, bytes_=3000, stored_bytes=60 * 10**9,
                errors=[CollectionError(HOSTILE_PATH, "name_policy", "control characters in the name")])
-    with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO snapshots (customer_id, backup_run_id, snapshot_id, manifest_key, file_count, total_bytes, "
-            "files_read, bytes_uploaded, created_at) "
-            "VALUES ('hostile', :r, :s, :k, :n, :b, :n, :b, :t)"),
-            {"r": run_id, "t": db.to_db_time(now), "s": SNAPSHOT, "k": snap.snapshot_key(SNAPSHOT),
-             "n": len(SNAPSHOT_FILES), "b": sum(SNAPSHOT_FILES.values())})
-    # Its manifest in S3, as a backup writes it (the console browses it to pick what to restore).
-    header = snap.SnapshotHeader(SNAPSHOT, "hostile", "manual__hostile", "2026-11-20T00:00:00+00:00",
-                                 "2026-11-20T00:01:00+00:00", ("/srv/share",), len(SNAPSHOT_FILES),
-                                 sum(SNAPSHOT_FILES.values()), 0)
-    files = [snap.FileEntry(path, size, 1763596800, 0o644, "0" * 64, ()) for path, size in SNAPSHOT_FILES.items()]
+    # A real snapshot of its area, taken over SFTP into S3 (the console browses its manifest; a restore
+    # started from the console reads its objects).
+    write_tree(sshd.root / AREA.lstrip("/"), SNAPSHOT_FILES)
     store.ensure_bucket()
-    store.put_bytes(snap.object_key("hostile", snap.snapshot_key(SNAPSHOT)),
-                    snap.encode_manifest(snap.Manifest(header, files)))
+    result = run_backup(connector(sshd), store, "hostile", "manual__hostile", [AREA], [])
+    record_snapshot(engine, run_id, "hostile", result.snapshot_id, snap.snapshot_key(result.snapshot_id),
+                    file_count=result.files, total_bytes=result.bytes, files_read=result.files_read,
+                    bytes_uploaded=result.bytes_uploaded)
     registry_ = load_registry(registry)
     invoices.issue_month(engine, list(registry_.customers), load_catalog(registry / "catalog.yaml"),
                          BillingMonth(2026, 10), load_operator(registry / "operator.yaml"), date(2026, 11, 1))
     # One customer in each state the fleet flags, after billing (they are not part of the invoiced month).
-    return seed_attention_cases(engine, registry, now), len(registry_.customers)
+    return result.snapshot_id, seed_attention_cases(engine, registry, now), len(registry_.customers)
 
 
 STAND_IN_DAGS = """\
@@ -133,7 +131,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory, stack: devstack.Sta
     s3 = stack.s3.connection(bucket=bucket)
     store = ObjectStore(S3Endpoint(s3["extra"]["endpoint_url"].removeprefix("http://"), False, s3["login"],
                                    s3["password"], bucket))
-    flags, invoiced = _seed(engine, registry, store)
+    snapshot, flags, invoiced = _seed(engine, registry, store, stack.sshd)
     dags = tmp / "dags"
     dags.mkdir()
     ids = sorted(p.stem for p in (registry / "customers").glob("*.yaml"))
@@ -167,6 +165,12 @@ def console_server(tmp_path_factory: pytest.TempPathFactory, stack: devstack.Sta
     server = subprocess.Popen([airflow, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    # A scheduler with the LocalExecutor runs what the console triggers (the restore DAG), through this api-server.
+    scheduler_env = {**env, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/"}
+    scheduler_log = (tmp / "scheduler.log").open("wb")
+    scheduler = subprocess.Popen([airflow, "scheduler"], env=scheduler_env, stdout=scheduler_log,
+                                 stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -182,19 +186,22 @@ def console_server(tmp_path_factory: pytest.TempPathFactory, stack: devstack.Sta
             time.sleep(0.5)
         if b"Failed to import plugin" in (tmp / "api-server.log").read_bytes():
             raise RuntimeError(f"plugin failed to load: {(tmp / 'api-server.log').read_text()[-3000:]}")
-        console = Console(base, passwords, engine, flags, len(ids) + 0, invoiced, tmp / "restores")
+        console = Console(base, passwords, engine, snapshot, flags, len(ids) + 0, invoiced, tmp / "restores")
         # An operator pauses one customer's DAG in Airflow: the console must show it.
         r = httpx.patch(f"{base}/api/v2/dags/backup_{PAUSED.replace('-', '_')}", json={"is_paused": True},
                         headers={"Authorization": f"Bearer {_token(console, 'admin')}"}, timeout=30)
         r.raise_for_status()
         yield console
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for process in (scheduler, server):
+            process.terminate()
+        for process in (scheduler, server):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
         log.close()
+        scheduler_log.close()
         engine.dispose()
 
 
@@ -244,12 +251,12 @@ def test_a_viewer_sees_the_fleet_but_not_finance(console_server: Console) -> Non
     assert 'id="refused"' in page.text and "finance role (Airflow role user, op or admin)" in page.text
     assert "detail" not in page.text
     # A viewer may browse a snapshot but not restore it.
-    browse = httpx.get(f"{console_server.base}/cloudbackup/customers/hostile/snapshots/{SNAPSHOT}", headers=headers,
-                       timeout=30)
+    browse = httpx.get(f"{console_server.base}/cloudbackup/customers/hostile/snapshots/{console_server.snapshot}",
+                       headers=headers, timeout=30)
     assert browse.status_code == 200 and 'id="start-restore"' not in browse.text
     assert "Only operators" in browse.text
     refused = httpx.post(f"{console_server.base}/cloudbackup/customers/hostile/restore", headers=headers,
-                         data={"snapshot": SNAPSHOT, "path": "/srv/share", "target": "sftp:sftp_hostile"},
+                         data={"snapshot": console_server.snapshot, "path": AREA, "target": "sftp:sftp_hostile"},
                          timeout=30)
     assert refused.status_code == 403
 
@@ -262,12 +269,12 @@ def test_the_finance_login_opens_the_finance_pages_but_may_not_restore(console_s
         assert httpx.get(f"{console_server.base}/cloudbackup{path}", headers=headers, timeout=30).status_code == 200
     refused = httpx.post(f"{console_server.base}/cloudbackup/customers/hostile/restore",
                          headers={**headers, "Accept": "text/html"},
-                         data={"snapshot": SNAPSHOT, "path": "/srv/share", "target": "sftp:sftp_hostile"},
+                         data={"snapshot": console_server.snapshot, "path": AREA, "target": "sftp:sftp_hostile"},
                          timeout=30)
     assert refused.status_code == 403 and "operator role (Airflow role op or admin)" in refused.text
     runs = httpx.get(f"{console_server.base}/api/v2/dags/restore/dagRuns", timeout=30,
                      headers={"Authorization": f"Bearer {_token(console_server, 'admin')}"}).json()
-    assert all(r["conf"].get("customer") != "hostile" or r["conf"].get("path") != "/srv/share"
+    assert all(r["conf"].get("customer") != "hostile" or r["conf"].get("path") != AREA
                for r in runs["dag_runs"]), "a refused restore triggers nothing"
 
 
@@ -341,14 +348,14 @@ def test_every_attention_flag_japanese_the_dag_tab_and_a_restore_in_chromium(
 
         # Restore: browse the snapshot's folders, pick one, start the restore DAG, follow its run.
         page.goto(f"{base}/cloudbackup/customers/hostile")
-        page.locator(f'a[data-browse="{SNAPSHOT}"]').click()
+        page.locator(f'a[data-browse="{console_server.snapshot}"]').click()
         assert [r.get_attribute("data-path") for r in page.locator("#listing tbody tr").all()] == ["/", "/srv"]
         page.get_by_role("link", name="srv/").click()
-        page.get_by_role("link", name="share/").click()
+        page.get_by_role("link", name="console-share/").click()
         page.get_by_role("link", name="経理/").click()
         listed = page.locator("#listing").inner_text()
         assert "2026/" in listed and "readme.txt" in listed and "図面" not in listed
-        page.get_by_label("Restore this /srv/share/経理/2026").check()
+        page.get_by_label(f"Restore this {AREA}/経理/2026").check()
         _shot(page, "console-restore.png")
         assert page.locator('#targets input[name="target"]').first.get_attribute("value") == "sftp:sftp_hostile"
         local = page.locator('#targets input[value^="local:"]')
@@ -358,15 +365,24 @@ def test_every_attention_flag_japanese_the_dag_tab_and_a_restore_in_chromium(
         page.wait_for_url(f"{base}/cloudbackup/restores/**", timeout=30_000)
         run_id = page.url.rsplit("/", 1)[1]
         assert page.locator("#run-state").inner_text() in ("queued", "running", "success", "failed")
-        assert "path=/srv/share/経理/2026" in page.content()
+        assert f"path={AREA}/経理/2026" in page.content()
         link = page.locator("#airflow-run").get_attribute("href")
         assert link.startswith("/dags/restore/runs/")
-        _shot(page, "console-restore-run.png")
         run = httpx.get(f"{base}/api/v2/dags/restore/dagRuns/{link.rsplit('/', 1)[1]}", timeout=30,
                         headers={"Authorization": f"Bearer {_token(c, 'admin')}"}).json()
-        assert run["conf"] == {"customer": "hostile", "snapshot": SNAPSHOT, "path": "/srv/share/経理/2026",
+        assert run["conf"] == {"customer": "hostile", "snapshot": c.snapshot, "path": f"{AREA}/経理/2026",
                                "target": target}
-        assert run_id and target == f"local:{(c.restore_dir / 'hostile' / SNAPSHOT).resolve()}"
+        assert run_id and target == f"local:{(c.restore_dir / 'hostile' / c.snapshot).resolve()}"
+        # The run (on the scheduler beside the api-server) finishes; the console's run page says so, and the
+        # chosen folder is restored byte for byte (the DAG verifies each file against the manifest too).
+        deadline = time.monotonic() + 240
+        while page.locator("#run-state").inner_text() not in ("success", "failed") and time.monotonic() < deadline:
+            page.wait_for_timeout(3000)
+            page.reload()
+        assert page.locator("#run-state").inner_text() == "success"
+        _shot(page, "console-restore-run.png")
+        restored = tree(c.restore_dir / "hostile" / c.snapshot / AREA.lstrip("/"))
+        assert restored == {k: v for k, v in SNAPSHOT_FILES.items() if k.startswith("経理/2026/")}
         context.close()
 
         # Airflow UI in Japanese (its language lives in the browser): the console follows it without a toggle.
@@ -377,7 +393,7 @@ def test_every_attention_flag_japanese_the_dag_tab_and_a_restore_in_chromium(
         page.wait_for_function("document.documentElement.lang === 'ja'", timeout=30_000)
         assert page.locator("#attention-heading").inner_text() == "要対応"
         # A viewer browses snapshots but is told restores are for operators; finance is refused as a page.
-        page.goto(f"{base}/cloudbackup/customers/hostile/snapshots/{SNAPSHOT}")
+        page.goto(f"{base}/cloudbackup/customers/hostile/snapshots/{console_server.snapshot}")
         assert page.locator("#start-restore").count() == 0 and "運用担当" in page.content()
         assert page.goto(f"{base}/cloudbackup/finance").status == 403
         assert "経理のロール" in page.locator("main").inner_text()
@@ -433,7 +449,7 @@ def test_an_operator_logs_in_and_reads_fleet_customer_and_finance_pages_in_chrom
         assert page.locator("h1").inner_text().startswith(HOSTILE_NAME)
         assert page.locator("#capacity-chart polyline").count() == 1
         assert HOSTILE_PATH in page.locator("#errors").inner_text()
-        assert SNAPSHOT in page.locator("#snapshots").inner_text()
+        assert console_server.snapshot in page.locator("#snapshots").inner_text()
         assert page.locator("#restore-link").get_attribute("href") == "/dags/restore"
         page.goto(f"{base}/cloudbackup/customers/{fullest}")
         assert page.locator("#capacity-chart polyline").get_attribute("points").count(",") >= 300
