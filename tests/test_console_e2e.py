@@ -255,6 +255,15 @@ def test_a_viewer_sees_the_fleet_but_not_finance(console_server: Console) -> Non
                        headers=headers, timeout=30)
     assert browse.status_code == 200 and 'id="start-restore"' not in browse.text
     assert "Only operators" in browse.text
+    # A snapshot recorded in the DB whose manifest is gone from S3 is said so, not a server error.
+    with console_server.engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO snapshots (customer_id, snapshot_id, manifest_key, file_count, total_bytes, files_read, "
+            "bytes_uploaded, created_at) VALUES ('hostile', '20250101T000000Z-gone', 'k', 1, 1, 1, 1, :t)"),
+            {"t": db.to_db_time(utcnow())})
+    gone = httpx.get(f"{console_server.base}/cloudbackup/customers/hostile/snapshots/20250101T000000Z-gone",
+                     headers=headers, timeout=30)
+    assert gone.status_code == 200 and "No manifest for this snapshot." in gone.text
     refused = httpx.post(f"{console_server.base}/cloudbackup/customers/hostile/restore", headers=headers,
                          data={"snapshot": console_server.snapshot, "path": AREA, "target": "sftp:sftp_hostile"},
                          timeout=30)

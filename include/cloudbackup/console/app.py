@@ -50,7 +50,7 @@ from cloudbackup.console.pages import (
     restore_targets,
 )
 from cloudbackup.edges import connections, db
-from cloudbackup.edges.s3 import ObjectStore
+from cloudbackup.edges.s3 import ObjectStore, is_missing
 from cloudbackup.registry.customers import Customer
 
 DB_CONN_ID = os.environ.get("CLOUDBACKUP_DB_CONN_ID", "cloudbackup_db")
@@ -93,12 +93,22 @@ def run_timeout() -> timedelta:
     return timedelta(seconds=settings.run_timeout_seconds())
 
 
-@lru_cache(maxsize=64)
 def _manifest_entries(customer_id: str, snapshot_id: str) -> tuple[browse.Entry, ...] | None:
+    """The snapshot's files from its manifest; None when the manifest is gone from S3 (said on the page)."""
+    try:
+        return _read_manifest(customer_id, snapshot_id)
+    except Exception as exc:
+        if is_missing(exc):
+            return None
+        raise
+
+
+@lru_cache(maxsize=64)
+def _read_manifest(customer_id: str, snapshot_id: str) -> tuple[browse.Entry, ...]:
     # Manifests never change once written: each is read from S3 once (by key: no listing).
     manifest = repository.load_manifest(ObjectStore(connections.s3_endpoint()), customer_id, snapshot_id)
     if manifest is None:
-        return None
+        raise ValueError(f"no snapshot id given for {customer_id!r}")
     return tuple(browse.Entry(f.path, f.size, f.mtime, f.kind, f.target) for f in manifest.files)
 
 

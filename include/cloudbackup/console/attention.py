@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
-from croniter import croniter
+from croniter import croniter  # type: ignore[import-untyped]
 
 from cloudbackup.clock import TOKYO
 
