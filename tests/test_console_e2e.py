@@ -221,6 +221,9 @@ def test_anonymous_requests_are_refused(console_server: Console) -> None:
     # A browser without a session is offered Airflow's sign-in, still with 401.
     r = httpx.get(f"{console_server.base}/cloudbackup/", headers={"Accept": "text/html"}, timeout=10)
     assert r.status_code == 401 and 'href="/auth/login/?next=' in r.text
+    r = httpx.get(f"{console_server.base}/cloudbackup/", headers={"Accept": "text/html", "Accept-Language": "ja"},
+                  timeout=10)
+    assert r.status_code == 401 and "Airflow にサインイン" in r.text
 
 
 def test_a_viewer_sees_the_fleet_but_not_finance(console_server: Console) -> None:

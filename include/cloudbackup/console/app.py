@@ -147,6 +147,10 @@ def create_app() -> FastAPI:
         wants_html = "text/html" in request.headers.get("accept", "")
         if exc.status_code == 401 and wants_html:
             login = html.escape(f"/auth/login/?next={quote(str(request.url), safe='')}")
+            if request_language(request) == "ja":
+                return HTMLResponse(f'<!doctype html><html lang="ja"><meta charset="utf-8"><title>サインイン</title>'
+                                    f'<p>cloudbackup コンソールを見るには <a href="{login}">Airflow にサインイン</a>'
+                                    'してください。</p>', status_code=401)
             return HTMLResponse(f'<!doctype html><meta charset="utf-8"><title>Sign in</title><p>Please '
                                 f'<a href="{login}">sign in to Airflow</a> to see the cloudbackup console.</p>',
                                 status_code=401)
