@@ -215,7 +215,7 @@ JA: dict[str, str] = {
     "Invoices of {month}": "{month} の請求書",
     "Invoice": "請求書",
     "Sales agent": "販売代理店",
-    "Issued": "発行日時",
+    "Issued": "発行日",
     "draft": "下書き",
     "finance-csv-note": "請求 DAG が書き出すものと同じ月末ファイルを、ダウンロードのたびにデータベースから作成します。"
                         "<code>invoices-YYYY-MM.csv</code> は発行した請求書・取消書類 1 件につき 1 行、"
