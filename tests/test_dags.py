@@ -230,3 +230,31 @@ def test_sync_pools_creates_the_shared_servers_pools_once(registry_dir: Path, ai
     assert "0 pool(s) created, 1 already there" in capsys.readouterr().out
     pool = Pool.get_pool("sftp_server_nas9")
     assert pool is not None and pool.slots == 3, "an existing pool's slots are the operator's"
+
+
+def test_the_deadline_alert_is_stored_as_the_dag_processor_writes_it_and_found_by_the_scheduler(
+        airflow_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path the scheduler takes (unlike dag.test()): the DAG written to Airflow's DB holds the alert's id, and
+    the alert read back by that id is `backup_window`, window_hours after the run's logical date."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.models.deadline_alert import DeadlineAlert as DeadlineAlertModel
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.utils.session import create_session
+
+    monkeypatch.setenv("CLOUDBACKUP_DEADLINE_ALERTS", "1")
+    manager = DagBundlesManager()
+    manager.sync_bundles_to_db()
+    bundle = next(b for b in manager.get_all_dag_bundles() if Path(b.path) == ROOT / "dags")
+    bundle.initialize()
+    shard_file = ROOT / "dags" / f"backup_shard_{fleetdags.shard_of('demo-tanaka'):02d}.py"
+    bag = BundleDagBag(dag_folder=str(shard_file), bundle_path=bundle.path, bundle_name=bundle.name)
+    assert "backup_demo_tanaka" in bag.dag_ids and bag.import_errors == {}
+    sync_bag_to_db(bag, bundle.name, bundle.version)
+    with create_session() as session:
+        stored = SerializedDagModel.get("backup_demo_tanaka", session=session)
+        assert stored is not None
+        (alert_id,) = stored.dag.deadline
+        alert = DeadlineAlertModel.get_by_id(alert_id, session=session)
+        assert alert.name == "backup_window"
+        assert "DagRunLogicalDateDeadline" in str(alert.reference_class)
