@@ -9,6 +9,9 @@ with psycopg.connect("postgresql://airflow:airflow@postgres/airflow", autocommit
         c.execute("CREATE DATABASE cloudbackup")
 PY
 cloudbackup db migrate
+# The registry gate (stops here, naming file and field, on any error) and the per-server SFTP pools, as make up.
+cloudbackup registry check
+cloudbackup registry sync-pools
 # The logins of the simple auth manager, from .env (compose refuses to start while one is empty).
 python - <<'PY'
 import json, os

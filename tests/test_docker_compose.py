@@ -147,3 +147,13 @@ def test_init_creates_an_sftp_connection_with_a_host_key_for_every_demo_customer
     for customer in load_registry(ROOT / "dags" / "registry").customers:
         assert customer.sftp.connection_id in script, customer.id
     assert '"host_key"' in script and "no_host_key_check" not in script
+
+
+def test_compose_init_runs_the_set_up_steps_make_up_runs() -> None:
+    script = (ROOT / "docker" / "airflow-init.sh").read_text()
+    up_source = (ROOT / "tests" / "devtools" / "up.py").read_text()
+    for step in ("airflow db migrate", "cloudbackup db migrate", "cloudbackup registry check",
+                 "cloudbackup registry sync-pools"):
+        assert step in script, step
+        tool, *args = step.split()
+        assert ", ".join(f'"{a}"' for a in args) in up_source, f"make up does not run {step}"
