@@ -72,17 +72,23 @@ def child() -> int:
     from cloudbackup import tasks
     from cloudbackup.edges import connections
 
+    def cpu() -> float:   # this process and its finished workers
+        return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                   for f in ("ru_utime", "ru_stime"))
+
     connections.database()   # Airflow's connection machinery loaded, as in a task: not timed
+    cpu0 = cpu()
     t0 = time.perf_counter()
     result = tasks.issue_invoices(MONTH, issue_date=ISSUE_DATE)
     t1 = time.perf_counter()
     csv_path = tasks.export_month_csv(MONTH)
     t2 = time.perf_counter()
+    cpu_s = cpu() - cpu0
     rerun = tasks.issue_invoices(MONTH, issue_date=ISSUE_DATE)
     t3 = time.perf_counter()
     hwm_kb = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
                   if line.startswith("VmHWM:"))
-    print(json.dumps({"issue_s": t1 - t0, "csv_s": t2 - t1, "rerun_s": t3 - t2, "result": result,
+    print(json.dumps({"issue_s": t1 - t0, "csv_s": t2 - t1, "rerun_s": t3 - t2, "cpu_s": cpu_s, "result": result,
                       "rerun": {k: rerun[k] for k in ("issued", "unchanged", "not_due")},
                       "csv": csv_path, "peak_rss_mb": hwm_kb / 1024,
                       "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
@@ -111,11 +117,9 @@ def main() -> int:
                                                               "port": 5432, "login": "postgres", "schema": name}),
                    "AIRFLOW_HOME": str(Path(tmp) / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                    "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"}
-            cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             load0 = os.getloadavg()[0]
             run = subprocess.run([sys.executable, __file__, "--child"], env=env, capture_output=True, text=True,
                                  cwd=ROOT)
-            cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             if run.returncode != 0:
                 print(run.stdout, run.stderr, file=sys.stderr)
                 return 1
@@ -140,14 +144,15 @@ def main() -> int:
     assert not result["failed"] and figures["rerun"]["issued"] == 0, (result["failed"][:5], figures["rerun"])
     total_s = figures["issue_s"] + figures["csv_s"]
     phases = {**result["seconds"], "csv": round(figures["csv_s"], 3)}
-    cpu_s = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+    cpu_s = figures["cpu_s"]
     print(f"contracts: {CONTRACTS:,}; invoices issued for {MONTH}: {result['issued']:,} (numbers 1..{top:,}), "
           f"not due: {result['not_due']:,}; mails queued: {mails:,}; CSV rows: {csv_rows:,}")
     print(f"month end: {total_s:.1f} s wall (target ≤ {TARGET_S:.0f} s): issue {figures['issue_s']:.1f} s "
           f"+ CSV {figures['csv_s']:.1f} s; re-run {figures['rerun_s']:.1f} s")
     print("phases (s; load_registry/rules/render_mails are summed over the worker processes, the rest is the "
           "main process's wall time): " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
-    print(f"CPU of the billing processes (main + workers, not PostgreSQL's): {cpu_s:.1f} s; load average before: "
+    print(f"CPU of the month end's processes (main + workers, not PostgreSQL's): {cpu_s:.1f} s for "
+          f"{total_s:.1f} s wall on {os.cpu_count()} cores; load average before: "
           f"{load0:.1f}; peak RSS: main {figures['peak_rss_mb']:.0f} MiB, largest worker "
           f"{figures['workers_peak_rss_mb']:.0f} MiB")
     write_results({"month_end_100k_s": round(total_s, 1), "month_end_100k_phases_s": phases,

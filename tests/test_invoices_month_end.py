@@ -152,6 +152,21 @@ def test_a_mail_already_queued_is_never_queued_twice_and_its_batch_still_issues(
     assert numbers == [f"CB-{n:08d}" for n in range(1, 6)]
 
 
+def test_a_re_run_renders_no_mail_for_a_month_already_issued(
+        engine: sa.Engine, small_batches: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Art. 28, each notice once: a re-run of an issued month has no mail to send, so it renders none (a mail
+    template that could no longer render does not fail an already issued customer)."""
+    customers = _fleet(4)
+    invoices.issue_month(engine, customers, CATALOG, OCT, OPERATOR, ISSUED_ON, workers=1)
+
+    def no_render(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("rendered a mail on a re-run")
+
+    monkeypatch.setattr(outbox, "prepare", no_render)
+    again = invoices.issue_month(engine, customers, CATALOG, OCT, OPERATOR, ISSUED_ON, workers=1)
+    assert (again.issued, again.unchanged, again.failed) == (0, 4, [])
+
+
 # --- dates: the due date never before the issue date (art. 23) ----------------------------------------------------
 
 def test_an_on_time_invoice_is_due_on_the_agents_date() -> None:

@@ -211,6 +211,7 @@ class _Job:
     operator: OperatorSettings
     issue_date: date
     render: bool                       # issuing (not a dry or draft-only run): render the mails too
+    issued: frozenset[str] = frozenset()   # customers whose month is issued already: nothing to render
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,7 @@ def _prepare(job: _Job, index: int, seconds: dict[str, float]) -> _Prepared:
         return _Prepared(index, customer.id, error=str(exc), warnings=warnings)
     finally:
         seconds["rules"] += perf_counter() - t1
-    if invoice is None or due is None or not job.render:
+    if invoice is None or due is None or not job.render or customer.id in job.issued:
         return _Prepared(index, customer.id, invoice, due, warnings=warnings)
     t2 = perf_counter()
     try:
@@ -565,10 +566,11 @@ def issue_month(engine: Engine, customers: Sequence[Customer | Path], catalog: C
     started = perf_counter()
     seconds: dict[str, float] = dict.fromkeys(("read_state", "load_registry", "rules", "render_mails", "waiting",
                                                "compare_issued", "number", "insert", "queue_mails", "commit"), 0.0)
-    job = _Job(list(customers), catalog, month, operator, issue_date, render=not (dry_run or draft_only))
     t0 = perf_counter()
     state = _month_state(engine, month)
     seconds["read_state"] = perf_counter() - t0
+    job = _Job(list(customers), catalog, month, operator, issue_date, render=not (dry_run or draft_only),
+               issued=frozenset(c for c, row in state.items() if row.state == "issued"))
     tally = _Tally()
     batches = _prepared_batches(job, billing_workers() if workers is None else workers)
     while True:
