@@ -94,6 +94,9 @@ def test_a_backup_triggered_by_the_operator_runs_on_the_celery_worker(stack: up.
     run_id = operator.trigger(TANAKA)
     assert operator.wait(TANAKA, run_id)["state"] == "success"
     assert set(operator.task_states(TANAKA, run_id).values()) == {"success"}
+    # Its deadline alert (the customer's window) was parsed, stored and did not get in the run's way.
+    alerts = operator.request("GET", f"/ui/dags/{TANAKA}/deadlineAlerts")
+    assert alerts.get("total_entries", 0) >= 1, alerts
     queues = {t["queue"] for t in operator.request(
         "GET", f"/api/v2/dags/{TANAKA}/dagRuns/{run_id}/taskInstances")["task_instances"]}
     assert queues == {stack.queue}, "run by the stack's own Celery worker"

@@ -187,6 +187,9 @@ def airflow_env(access: Access, stack: devstack.Stack, names: dict[str, str], se
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "120",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": access.logs,
+        # Each backup DAG's deadline alert (its window): on wherever the real scheduler runs; dag.test() in
+        # Airflow 3.3.2 cannot end a run that has one (see cloudbackup.fleetdags).
+        "CLOUDBACKUP_DEADLINE_ALERTS": "1",
         "CLOUDBACKUP_EXPORT_DIR": access.export_dir,
         "CLOUDBACKUP_RESTORE_DIR": access.restore_dir,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
