@@ -233,7 +233,8 @@ def test_a_viewer_sees_the_fleet_but_not_finance(console_server: Console) -> Non
     assert fleet.status_code == 200 and 'data-customer="cust-0001"' in fleet.text
     assert httpx.get(f"{console_server.base}/cloudbackup/customers/cust-0001", headers=headers,
                      timeout=30).status_code == 200
-    for path in ("/finance", "/finance/csv/invoices-2026-10.csv", "/finance/invoices/CB-00000001"):
+    for path in ("/finance", "/finance/csv/invoices-2026-10.csv", "/finance/invoices/CB-00000001",
+                 "/finance/archive", "/finance/invoices/CB-00000001/pdf"):
         assert httpx.get(f"{console_server.base}/cloudbackup{path}", headers=headers, timeout=30).status_code == 403
     # Reports: the ops ones for whoever reads the fleet, the finance ones only with the finance right.
     page = httpx.get(f"{console_server.base}/cloudbackup/reports", headers=headers, timeout=30)
@@ -288,6 +289,43 @@ def test_the_finance_login_opens_the_finance_pages_but_may_not_restore(console_s
                      headers={"Authorization": f"Bearer {_token(console_server, 'admin')}"}).json()
     assert all(r["conf"].get("customer") != "hostile" or r["conf"].get("path") != AREA
                for r in runs["dag_runs"]), "a refused restore triggers nothing"
+
+
+def test_finance_searches_the_invoice_archive_by_amount_range_and_downloads_the_pdf(console_server: Console) -> None:
+    """電子帳簿保存法: issued documents are searchable by date, amount range and counterparty, in the console too,
+    and each one's PDF is the one archived (art. 25: the qualified invoice)."""
+    import re
+    import subprocess
+
+    from cloudbackup.billing import archive
+
+    headers = {"Authorization": f"Bearer {_token(console_server, 'finance')}"}
+    everything = archive.search(console_server.engine)
+    assert len(everything) >= 2
+    totals = sorted({d.total for d in everything})
+    low, high = totals[0], totals[len(totals) // 2]
+    expected = {d.invoice_number for d in everything if low <= d.total <= high}
+    assert expected and expected != {d.invoice_number for d in everything}, "the range must cut the set"
+    page = httpx.get(f"{console_server.base}/cloudbackup/finance/archive", headers=headers, timeout=30,
+                     params={"amount_min": low, "amount_max": high, "date_from": "", "counterparty": ""})
+    assert page.status_code == 200
+    assert set(re.findall(r'<tr data-invoice="([^"]+)"', page.text)) == expected
+
+    by_customer = httpx.get(f"{console_server.base}/cloudbackup/finance/archive", headers=headers, timeout=30,
+                            params={"counterparty": everything[0].customer_id, "date_from": "2026-11-01"})
+    assert set(re.findall(r'<tr data-invoice="([^"]+)"', by_customer.text)) == {
+        d.invoice_number for d in everything if d.customer_id == everything[0].customer_id
+        and d.issue_date.isoformat() >= "2026-11-01"}
+
+    bad = httpx.get(f"{console_server.base}/cloudbackup/finance/archive", headers=headers, timeout=30,
+                    params={"amount_min": "1,000"})
+    assert bad.status_code == 400 and "amount_min" in bad.text
+
+    number = everything[0].invoice_number
+    pdf = httpx.get(f"{console_server.base}/cloudbackup/finance/invoices/{number}/pdf", headers=headers, timeout=30)
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    text = subprocess.run(["pdftotext", "-", "-"], input=pdf.content, capture_output=True, check=True).stdout
+    assert number in text.decode()
 
 
 def _shot(page, name: str, full_page: bool = False) -> None:  # noqa: ANN001

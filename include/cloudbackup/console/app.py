@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import os
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import lru_cache
 from typing import Annotated
 from urllib.parse import quote
@@ -40,6 +40,7 @@ from cloudbackup.console.pages import (
     Registered,
     fleet_html,
     month_csvs,
+    render_archive,
     render_browse,
     render_customer,
     render_finance,
@@ -127,6 +128,21 @@ def _airflow_api(request: Request) -> httpx.Client:
     # The api-server this app is mounted in: its REST API, called with the user's token.
     return httpx.Client(base_url=str(request.base_url).rstrip("/"), timeout=30,
                         headers={"Authorization": f"Bearer {_user_token(request)}"})
+
+
+def _query_date(field: str, text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if text.strip() else None
+    except ValueError:
+        raise HTTPException(400, f"{field}: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _query_yen(field: str, text: str) -> int | None:
+    if not text.strip():
+        return None
+    if not text.strip().isdigit():
+        raise HTTPException(400, f"{field}: {text!r} is not a whole number of yen")
+    return int(text)
 
 
 def create_app() -> FastAPI:
@@ -285,6 +301,18 @@ def create_app() -> FastAPI:
             raise HTTPException(404, f"no month-end file {filename!r}")
         return Response(body, media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    @app.get("/finance/archive", response_class=HTMLResponse, dependencies=[finance_access])
+    def archive_page(lang: LangDep, date_from: str = "", date_to: str = "", amount_min: str = "",
+                     amount_max: str = "", counterparty: str = "") -> str:
+        # Strings, not typed params: a browser's form sends empty fields, which mean "any".
+        query = {"date_from": _query_date("date_from", date_from), "date_to": _query_date("date_to", date_to),
+                 "amount_min": _query_yen("amount_min", amount_min), "amount_max": _query_yen("amount_max", amount_max),
+                 "counterparty": counterparty.strip() or None}
+        _, engine = state()
+        limit = 500
+        found = archive.search(engine, limit=limit + 1, **query)
+        return render_archive(found[:limit], query, len(found) > limit, lang)
 
     @app.get("/finance/invoices/{invoice_number}/pdf", dependencies=[finance_access])
     def invoice_pdf(invoice_number: str) -> Response:

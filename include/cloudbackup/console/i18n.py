@@ -227,6 +227,27 @@ JA: dict[str, str] = {
     "Tax rate": "税率",
     "Amount": "金額",
     "Consumption tax": "消費税",
+    # the invoice archive
+    "Invoice archive": "請求書の保存（電子帳簿保存法）",
+    "issued invoices and credit notes, kept as issued for 7 years (電子帳簿保存法)":
+        "発行した請求書・取消書類を発行時のまま 7 年間保存しています",
+    "Issued from": "発行日（から）",
+    "to": "まで",
+    "Total from (yen)": "合計金額（円、から）",
+    "Counterparty": "取引先",
+    "customer id or part of the name": "顧客 ID または名称の一部",
+    "Search": "検索",
+    "{count} document(s)": "{count} 件",
+    "showing the first {limit}; narrow the search": "先頭の {limit} 件を表示しています。条件を絞ってください",
+    "Document": "書類",
+    "Issued by": "発行者",
+    "Kept until": "保存期限",
+    "corrects {number}": "{number} の訂正",
+    "No archived document matches.": "条件に合う保存書類はありません。",
+    "archive-note": "日付・金額は範囲で、取引先と組み合わせて検索できます。保存書類は変更できず、"
+                    "訂正は元の書類にひも付く新しい書類になります"
+                    "（cloudbackup billing archive search でも検索できます）。",
+    "Search the invoice archive": "保存書類を検索",
     # reports
     "the SQL reports of {folder}, as CSV (also {command})":
         "{folder} の SQL レポート（CSV。{command} でも実行できます）",
@@ -260,6 +281,9 @@ EN: dict[str, str] = {
     "reason:with_errors": "the last run could not collect some files",
     "reason:stuck_notices": "{number:.0f} notice(s) could not be sent",
     "reason:near_capacity": "{number}% of the contract capacity in use",
+    "archive-note": "Dates and amounts search as ranges, combined with the counterparty. Archived documents "
+                    "cannot be changed; a correction is a new document linked to the one it corrects (also "
+                    "`cloudbackup billing archive search`).",
     "finance-csv-note": "Month-end files as the billing DAG writes them, generated from the database on each "
                         "download: <code>invoices-YYYY-MM.csv</code> has one row per issued invoice or credit note, "
                         "<code>invoice-lines-YYYY-MM.csv</code> one row per line. UTF-8 with BOM, so Japanese Excel "

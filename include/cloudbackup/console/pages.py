@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -185,6 +186,12 @@ def render_finance(months: list[console.MonthSummary], selected: str | None,
     return ENV.get_template("console/finance.html.j2").render(
         months=months, selected=selected, invoices=month_invoices, names=names, csv_files=CSV_FILES,
         title="Finance", **_context(lang))
+
+
+def render_archive(documents: list[Any], query: dict[str, Any], truncated: bool, lang: str = "en") -> str:
+    """The invoice archive's search (電子帳簿保存法: by date, amount range and counterparty, combined)."""
+    return ENV.get_template("console/archive.html.j2").render(documents=documents, query=query, truncated=truncated,
+                                                              title="Invoice archive", **_context(lang))
 
 
 def render_reports(reports: list[Report], allowed: set[str], lang: str = "en") -> str:
