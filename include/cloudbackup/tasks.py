@@ -313,8 +313,8 @@ def billing_run_date(run_after: datetime, logical_date: datetime | None) -> date
 
 
 def issue_invoices(month: str, issue_date: str | None = None, dry_run: bool = False, draft_only: bool = False) -> dict:
-    """Issue the month's invoices (or only draft them). The DAG passes the Tokyo date its data interval ends
-    on as the issue date; the CLI defaults to today. Customers not billed are listed under `failed`."""
+    """Issue the month's invoices (or only draft them). The DAG passes the run's Tokyo date (billing_run_date)
+    as the issue date; the CLI defaults to today. Customers not billed are listed under `failed`."""
     from datetime import date
 
     from cloudbackup.registry.operator import load_operator
