@@ -81,36 +81,49 @@ def document_data(invoice: Invoice, *, invoice_number: str, document_type: str, 
     }
 
 
+# The columns of an archive row and of an audit event, in one place: `keep` inserts one document, the month-end's
+# batch path (billing.documents) copies many with the tuples `row` builds.
+ROW_COLUMNS = ("invoice_id", "invoice_number", "document_type", "revision", "corrects_invoice_number", "customer_id",
+               "counterparty_name", "sales_agent", "billing_month", "issue_date", "subtotal", "tax", "total",
+               "data_json", "data_sha256", "issued_by", "archived_at", "retain_until")
+EVENT_COLUMNS = ("at", "actor", "action", "invoice_number", "detail")
+
+
+def row(invoice_id: int, invoice_number: str, document_type: str, revision: int, corrects: str | None,
+        invoice: Invoice, issue_date: date, data_json: str, who: str, at: str) -> tuple[Any, ...]:
+    """One archive row, in ROW_COLUMNS order: the document as issued, with its sha256 and how long it is kept."""
+    return (invoice_id, invoice_number, document_type, revision, corrects, invoice.customer_id, invoice.customer_name,
+            invoice.sales_agent, str(invoice.billing_month), issue_date.isoformat(), invoice.subtotal, invoice.tax,
+            invoice.total, data_json, sha256(data_json), who, at, retain_until(issue_date).isoformat())
+
+
+def _insert(conn: Connection, table: str, columns: tuple[str, ...], values: tuple[Any, ...]) -> None:
+    conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"),
+                 dict(zip(columns, values, strict=True)))
+
+
 def _event(conn: Connection, action: str, invoice_number: str, detail: str | None = None,
            who: str | None = None) -> None:
-    conn.execute(sa.text("INSERT INTO invoice_archive_events (at, actor, action, invoice_number, detail) "
-                         "VALUES (:at, :who, :a, :n, :d)"),
-                 {"at": to_db_time(utcnow()), "who": who or actor(), "a": action, "n": invoice_number, "d": detail})
+    _insert(conn, "invoice_archive_events", EVENT_COLUMNS,
+            (to_db_time(utcnow()), who or actor(), action, invoice_number, detail))
 
 
 def keep(conn: Connection, invoice_id: int, invoice: Invoice, invoice_number: str, issue_date: date,
          payment_due_date: date, operator: OperatorSettings) -> None:
     """Archive a document just issued, in the issuing transaction (a rollback takes the archive row with it)."""
-    row = conn.execute(sa.text(
+    found = conn.execute(sa.text(
         "SELECT i.document_type, i.revision, i.reason, c.invoice_number AS corrects FROM invoices i "
         "LEFT JOIN invoices c ON c.id = i.corrects_invoice_id WHERE i.id = :i"), {"i": invoice_id}).one()
-    data = document_data(invoice, invoice_number=invoice_number, document_type=row.document_type,
-                         revision=int(row.revision), corrects_invoice_number=row.corrects, reason=row.reason,
+    data = document_data(invoice, invoice_number=invoice_number, document_type=found.document_type,
+                         revision=int(found.revision), corrects_invoice_number=found.corrects, reason=found.reason,
                          issue_date=issue_date, payment_due_date=payment_due_date, operator=operator)
-    text = canonical(data)
     who = actor()
-    conn.execute(sa.text(
-        "INSERT INTO invoice_archive (invoice_id, invoice_number, document_type, revision, corrects_invoice_number, "
-        "customer_id, counterparty_name, sales_agent, billing_month, issue_date, subtotal, tax, total, data_json, "
-        "data_sha256, issued_by, archived_at, retain_until) VALUES (:i, :n, :d, :rev, :corr, :c, :name, :a, :m, "
-        ":day, :s, :t, :tot, :j, :h, :who, :at, :keep)"),
-        {"i": invoice_id, "n": invoice_number, "d": row.document_type, "rev": int(row.revision),
-         "corr": row.corrects, "c": invoice.customer_id, "name": invoice.customer_name, "a": invoice.sales_agent,
-         "m": str(invoice.billing_month), "day": issue_date.isoformat(), "s": invoice.subtotal, "t": invoice.tax,
-         "tot": invoice.total, "j": text, "h": sha256(text), "who": who, "at": to_db_time(utcnow()),
-         "keep": retain_until(issue_date).isoformat()})
-    action = "corrected" if row.corrects else "issued"
-    detail = f"{row.document_type} correcting {row.corrects}: {row.reason}" if row.corrects else row.document_type
+    _insert(conn, "invoice_archive", ROW_COLUMNS,
+            row(invoice_id, invoice_number, found.document_type, int(found.revision), found.corrects, invoice,
+                issue_date, canonical(data), who, to_db_time(utcnow())))
+    action = "corrected" if found.corrects else "issued"
+    detail = (f"{found.document_type} correcting {found.corrects}: {found.reason}" if found.corrects
+              else found.document_type)
     _event(conn, action, invoice_number, detail, who)
 
 

@@ -425,20 +425,14 @@ def _archive_batch(conn: Connection, job: _Job, batch: list[_Prepared], ids: lis
                    now: str) -> None:
     """The archive rows and audit events of a batch (what archive.keep writes for one invoice)."""
     who = archive.actor()
-    keep_until = archive.retain_until(job.issue_date).isoformat()
     rows, events = [], []
     for p, invoice_id, number in zip(batch, ids, numbers, strict=True):
-        inv = p.invoice
-        assert inv is not None and p.archive_json is not None
-        text = p.archive_json.replace(NUMBER_PLACEHOLDER, number)
-        rows.append((invoice_id, number, INVOICE, 0, None, inv.customer_id, inv.customer_name, inv.sales_agent,
-                     str(job.month), job.issue_date.isoformat(), inv.subtotal, inv.tax, inv.total, text,
-                     archive.sha256(text), who, now, keep_until))
+        assert p.invoice is not None and p.archive_json is not None
+        rows.append(archive.row(invoice_id, number, INVOICE, 0, None, p.invoice, job.issue_date,
+                                p.archive_json.replace(NUMBER_PLACEHOLDER, number), who, now))
         events.append((now, who, "issued", number, INVOICE))
-    _copy_rows(conn, "invoice_archive", "invoice_id, invoice_number, document_type, revision, "
-               "corrects_invoice_number, customer_id, counterparty_name, sales_agent, billing_month, issue_date, "
-               "subtotal, tax, total, data_json, data_sha256, issued_by, archived_at, retain_until", rows)
-    _copy_rows(conn, "invoice_archive_events", "at, actor, action, invoice_number, detail", events)
+    _copy_rows(conn, "invoice_archive", ", ".join(archive.ROW_COLUMNS), rows)
+    _copy_rows(conn, "invoice_archive_events", ", ".join(archive.EVENT_COLUMNS), events)
 
 
 def _issue_one(engine: Engine, job: _Job, p: _Prepared, tally: _Tally, dry_run: bool, draft_only: bool) -> None:
