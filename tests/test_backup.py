@@ -16,7 +16,7 @@ from devtools import devstack
 
 from cloudbackup.backup.archiver import Observer, run_backup
 from cloudbackup.backup.checker import verify
-from cloudbackup.backup.names import NamePolicy
+from cloudbackup.backup.names import NamePolicy, printable
 from cloudbackup.backup.repository import list_snapshots, load_manifest
 from cloudbackup.backup.restorer import LocalTarget, restore
 from cloudbackup.backup.walk import RemoteFile
@@ -304,3 +304,13 @@ def test_long_runs_log_progress_with_rate_and_eta(stack, caplog) -> None:
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]
     assert lines and lines[-1].startswith("progress: 20/20 files")
     assert all("MiB/s" in line and "ETA" in line for line in lines)
+
+
+def test_a_name_that_is_not_utf8_is_recorded_byte_for_byte_never_half_decoded() -> None:
+    """Art. 17(2), 18(2): the customer reads which file was not collected. A Shift_JIS name (見積書) read as
+    UTF-8 would show as \\x8c\\xa9\\x90Ϗ\\x91, a name that never existed; every byte of it is shown instead, and
+    the UTF-8 folders around it stay readable."""
+    shift_jis = "見積書".encode("cp932") + b".txt"
+    assert printable(b"/srv/" + shift_jis) == "/srv/\\x8c\\xa9\\x90\\xcf\\x8f\\x91.txt"
+    assert printable("/srv/日本/".encode() + shift_jis + b"/bell\x07") == \
+        "/srv/日本/\\x8c\\xa9\\x90\\xcf\\x8f\\x91.txt/bell\\x07"

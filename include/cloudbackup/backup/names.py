@@ -48,6 +48,15 @@ def check_name(policy: NamePolicy, raw_name: bytes, raw_path: bytes) -> str | No
 
 
 def printable(raw: bytes) -> str:
-    """A path for records and logs: undecodable bytes shown as \\xNN, control characters escaped."""
-    text = raw.decode("utf-8", "backslashreplace")
+    """A path for records, logs and notices, one segment at a time: a segment that is not UTF-8 shows each
+    non-ASCII byte as \\xNN (decoding the valid-looking parts of it would invent characters: a Shift_JIS name
+    read as UTF-8 gains a Greek letter), control characters escaped."""
+    return "/".join(_printable_segment(part) for part in raw.split(b"/"))
+
+
+def _printable_segment(part: bytes) -> str:
+    try:
+        text = part.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "".join(chr(b) if b < 0x80 else f"\\x{b:02x}" for b in part)
     return "".join(ch if unicodedata.category(ch) != "Cc" else ch.encode("unicode_escape").decode() for ch in text)
