@@ -96,7 +96,8 @@ def test_concurrent_in_place_rewrites_never_yield_mixed_content(stack, tmp_path)
         for run in range(3):
             result = run_backup(connector(stack.sshd), store, "cust-torn", f"run-{run}", [remote], [],
                                 options=options)
-            snapshots.append(result.snapshot_id)
+            if result.files:   # a run during which every file changed holds none: nothing to restore
+                snapshots.append(result.snapshot_id)
             changed += sum(e.reason == "changed_during_read" for e in result.errors)
             assert {e.reason for e in result.errors} <= {"changed_during_read"}
     assert writer.rewrites > 50, "the writer must really have been rewriting during the runs"
