@@ -83,7 +83,9 @@ class Bench:
         return elapsed
 
     # -- rclone -------------------------------------------------------------------------------------------
-    def rclone(self, remote: str, prefix: str) -> float:
+    def rclone_env(self) -> dict[str, str]:
+        """rclone's remotes from the environment: `src` the sshd, `dst` the S3 server (used by the restore
+        benchmark too)."""
         env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}   # rclone 1.60: LoadCustomCABundleError
         env.update({
             "RCLONE_CONFIG_SRC_TYPE": "sftp", "RCLONE_CONFIG_SRC_HOST": "127.0.0.1",
@@ -96,6 +98,10 @@ class Bench:
             "RCLONE_CONFIG_DST_SECRET_ACCESS_KEY": self.s3.secret_key, "RCLONE_CONFIG_DST_REGION": "us-east-1",
             "RCLONE_CONFIG_DST_FORCE_PATH_STYLE": "true",
         })
+        return env
+
+    def rclone(self, remote: str, prefix: str) -> float:
+        env = self.rclone_env()
         started = time.perf_counter()
         subprocess.run(["rclone", "copy", f"src:{remote}", f"dst:{self.bucket.bucket}/{prefix}",
                         "--config", "/dev/null"], env=env, check=True, capture_output=True)

@@ -31,14 +31,7 @@ MiB = 1024 * 1024
 
 
 def rclone_download(bench: Bench, prefix: str, local: Path) -> float:
-    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}   # rclone 1.60: LoadCustomCABundleError
-    env.update({
-        "RCLONE_CONFIG_DST_TYPE": "s3", "RCLONE_CONFIG_DST_PROVIDER": "Other",
-        "RCLONE_CONFIG_DST_ENDPOINT": f"http://127.0.0.1:{bench.s3.port}",
-        "RCLONE_CONFIG_DST_ACCESS_KEY_ID": bench.s3.access_key,
-        "RCLONE_CONFIG_DST_SECRET_ACCESS_KEY": bench.s3.secret_key, "RCLONE_CONFIG_DST_REGION": "us-east-1",
-        "RCLONE_CONFIG_DST_FORCE_PATH_STYLE": "true",
-    })
+    env = bench.rclone_env()
     started = time.perf_counter()
     subprocess.run(["rclone", "copy", f"dst:{bench.bucket.bucket}/{prefix}", str(local), "--config", "/dev/null"],
                    env=env, check=True, capture_output=True)
