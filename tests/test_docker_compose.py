@@ -155,5 +155,5 @@ def test_compose_init_runs_the_set_up_steps_make_up_runs() -> None:
     for step in ("airflow db migrate", "cloudbackup db migrate", "cloudbackup registry check",
                  "cloudbackup registry sync-pools"):
         assert step in script, step
-        tool, *args = step.split()
+        _tool, *args = step.split()
         assert ", ".join(f'"{a}"' for a in args) in up_source, f"make up does not run {step}"

@@ -130,7 +130,7 @@ def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
-    except (OSError, urllib.error.HTTPError):
+    except OSError:            # refused, reset, or an HTTPError (a subclass): not up yet
         return False
 
 
