@@ -16,11 +16,11 @@ from datetime import datetime
 
 from cloudbackup.backup import format as snap
 from cloudbackup.backup.checker import DamagedObject, check_objects, referenced_objects, sample_keys
-from cloudbackup.backup.format import SHA256_META, customer_prefix, object_key
+from cloudbackup.backup.format import customer_prefix
 from cloudbackup.backup.names import NamePolicy
 from cloudbackup.backup.options import EngineOptions, MiB
 from cloudbackup.backup.outcomes import CollectionError, CollectionErrorReason
-from cloudbackup.backup.repository import RepositoryWriter, list_snapshots, load_manifest
+from cloudbackup.backup.repository import RepositoryWriter, list_snapshots, load_manifest, write_manifest
 from cloudbackup.backup.walk import RemoteFile, walk
 from cloudbackup.clock import utcnow
 from cloudbackup.edges.s3 import ObjectStore
@@ -335,9 +335,7 @@ def run_backup(connect: Connect, store: ObjectStore, customer_id: str, run_key: 
         started_at=started.isoformat(), finished_at=now().isoformat(), paths=tuple(paths),
         file_count=result.files, total_bytes=result.bytes, collection_errors=len(result.errors),
         parent=previous.header.snapshot_id if previous else None)
-    body = snap.encode_manifest(snap.Manifest(header, files))
-    store.put_bytes(object_key(customer_id, snap.snapshot_key(result.snapshot_id)), body,
-                    metadata={SHA256_META: hashlib.sha256(body).hexdigest()})
+    write_manifest(store, customer_id, snap.Manifest(header, files))
     # The snapshot now lists everything the indexes did: they are no longer needed.
     for key in leftover + [repo.key(k) for k in repo.index_keys]:
         store.remove(key)

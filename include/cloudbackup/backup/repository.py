@@ -38,6 +38,11 @@ def load_manifest(store: ObjectStore, customer_id: str, snapshot_id: str | None 
     return snap.decode_manifest(store.get_bytes(object_key(customer_id, snap.snapshot_key(snapshot_id))))
 
 
+def write_manifest(store: ObjectStore, customer_id: str, manifest: snap.Manifest) -> None:
+    """PUT a snapshot's manifest (one PUT: the snapshot exists, or is replaced, at once)."""
+    body = snap.encode_manifest(manifest)
+    store.put_bytes(object_key(customer_id, snap.snapshot_key(manifest.header.snapshot_id)), body,
+                    metadata={SHA256_META: hashlib.sha256(body).hexdigest()})
 
 
 def stored_bytes(store: ObjectStore, customer_id: str) -> int:
