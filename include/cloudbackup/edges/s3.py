@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import BinaryIO, cast
 
 import urllib3
 from minio import Minio
+from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
 from cloudbackup.edges.connections import S3Endpoint
@@ -106,3 +108,18 @@ class ObjectStore:
     def list_keys(self, prefix: str) -> Iterator[tuple[str, int]]:
         for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
             yield obj.object_name, obj.size or 0
+
+    # -- listing with times, and deletes in batches (prune) ---------------------------------------------------
+    def list_detailed(self, prefix: str) -> Iterator[tuple[str, int, datetime]]:
+        """Every object under `prefix`: key, size and LastModified (UTC), as the server lists them."""
+        for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
+            modified = obj.last_modified or datetime.now(UTC)   # a server without it: treated as brand new
+            yield obj.object_name, obj.size or 0, modified.astimezone(UTC)
+
+    def remove_many(self, keys: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """DELETE the keys, up to 1,000 per request (S3 DeleteObjects); returns the refused ones as
+        key → (S3 error code, message). A key already gone counts as deleted (S3 answers success)."""
+        refused: dict[str, tuple[str, str]] = {}
+        for error in self.client.remove_objects(self.bucket, (DeleteObject(k) for k in keys)):
+            refused[error.name or ""] = (error.code, error.message or "")
+        return refused
