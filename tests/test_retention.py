@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from cloudbackup.backup.retention import RetentionPolicy, apply_policy, snapshot_time
+from cloudbackup.registry.catalog import load_catalog
+from cloudbackup.registry.customers import load_customer
+from conftest import ROOT, customer_yaml
 
 RESTIC = json.loads((Path(__file__).parent / "data" / "restic_policy.json").read_text())
 
@@ -79,3 +82,54 @@ def test_the_oldest_snapshot_is_kept_while_a_rule_has_counts_left() -> None:
     decision = apply_policy(snaps, RetentionPolicy(keep_daily=5))
     assert decision.keep == {snaps[2][0]: ["daily snapshot"], snaps[0][0]: ["oldest daily snapshot"]}
     assert decision.forget == [snaps[1][0]]
+
+
+# --- the registry: a plan's `retention:`, a customer's override ------------------------------------------------
+
+CATALOG = ROOT / "dags" / "registry" / "catalog.yaml"
+
+
+def test_each_shipped_plan_has_a_retention_and_a_customer_file_may_override_it(tmp_path: Path) -> None:
+    catalog = load_catalog(CATALOG)
+    plan = catalog.plan("standard-100")
+    assert plan.retention_policy() == RetentionPolicy(keep_daily=7, keep_weekly=4, keep_monthly=6)
+    assert all(not p.retention_policy().empty() for p in catalog.plans)
+    assert plan.object_lock_days == 0
+
+    path = tmp_path / "own-co.yaml"
+    path.write_text(customer_yaml("own-co", paths=["/srv/a"]) + "retention: {keep_last: 30, keep_monthly: 24}\n",
+                    encoding="utf-8")
+    own = load_customer(path)
+    # The override replaces the plan's block as a whole: no daily or weekly rule is inherited.
+    assert plan.retention_policy(own.retention) == RetentionPolicy(keep_last=30, keep_monthly=24)
+    path.write_text(customer_yaml("own-co", paths=["/srv/a"]) + "retention: {}\n", encoding="utf-8")
+    assert plan.retention_policy(load_customer(path).retention).empty()        # keep every snapshot
+    path.write_text(customer_yaml("own-co", paths=["/srv/a"]), encoding="utf-8")
+    assert load_customer(path).retention is None
+
+
+@pytest.mark.parametrize(("block", "field"), [
+    ("retention: {keep_daly: 3}", "retention.keep_daly"),
+    ("retention: {keep_daily: -2}", "retention.keep_daily"),
+    ("retention: {keep_weekly: many}", "retention.keep_weekly"),
+])
+def test_a_bad_retention_names_the_file_and_the_field(tmp_path: Path, block: str, field: str) -> None:
+    path = tmp_path / "bad-co.yaml"
+    path.write_text(customer_yaml("bad-co", paths=["/srv/a"]) + block + "\n", encoding="utf-8")
+    with pytest.raises(ValueError) as excinfo:
+        load_customer(path)
+    assert str(path) in str(excinfo.value) and f"field '{field}'" in str(excinfo.value)
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    (("retention: {keep_last: 3}", "retention: {keep_lst: 3}"), "plans.2.retention.keep_lst"),
+    (("retention: {keep_last: 3}", "retention: {keep_last: 3}\n    object_lock_days: -1"),
+     "plans.2.object_lock_days"),
+])
+def test_a_bad_plan_retention_or_lock_names_the_catalog_and_the_field(tmp_path: Path, change: tuple[str, str],
+                                                                       field: str) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(CATALOG.read_text(encoding="utf-8").replace(*change), encoding="utf-8")
+    with pytest.raises(ValueError) as excinfo:
+        load_catalog(path)
+    assert str(path) in str(excinfo.value) and f"field '{field}'" in str(excinfo.value)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cloudbackup.backup.retention import RetentionPolicy
 from cloudbackup.registry.yamlfile import load_model
 
 GB = 1_000_000_000  # contract capacity is sold in decimal gigabytes
@@ -27,12 +28,29 @@ class PriceVersion(_Strict):
     cancellation_penalty: int = Field(default=0, ge=0)
 
 
+class Retention(_Strict):
+    """Which snapshots a prune keeps: restic's `--keep-*` rules on the Asia/Tokyo calendar (docs/registry.md).
+    Every count absent or 0 keeps every snapshot; -1 keeps every day (week, month) there is."""
+
+    keep_last: int = Field(default=0, ge=-1)
+    keep_daily: int = Field(default=0, ge=-1)
+    keep_weekly: int = Field(default=0, ge=-1)
+    keep_monthly: int = Field(default=0, ge=-1)
+
+    def policy(self) -> RetentionPolicy:
+        return RetentionPolicy(self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly)
+
+
 class Plan(_Strict):
     code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     name_ja: str
     name_en: str
     contract_capacity_gb: Decimal = Field(gt=0)   # decimal GB; a fraction (0.001 = 1 MB) for small trial plans
     prices: Annotated[list[PriceVersion], Field(min_length=1)]
+    # Snapshot retention of the plan (a customer file may override it); absent: every snapshot is kept.
+    retention: Retention | None = None
+    # Days a snapshot's objects stay under S3 object lock (0: no lock; backup.immutability).
+    object_lock_days: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _prices_in_order(self) -> Plan:
@@ -47,6 +65,11 @@ class Plan(_Strict):
         if (value * GB) % 1:
             raise ValueError(f"{value} GB is not a whole number of bytes")
         return value
+
+    def retention_policy(self, override: Retention | None = None) -> RetentionPolicy:
+        """The customer's retention: its own `retention:` when it has one, else the plan's, else keep all."""
+        chosen = override if override is not None else self.retention
+        return chosen.policy() if chosen else RetentionPolicy()
 
     @property
     def contract_capacity_bytes(self) -> int:

@@ -15,6 +15,7 @@ from croniter import CroniterBadCronError, CroniterBadDateError, croniter  # typ
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from cloudbackup.clock import TOKYO, add_months, month_last_day
+from cloudbackup.registry.catalog import Retention
 from cloudbackup.registry.yamlfile import load_model, read_yaml
 
 CUSTOMER_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
@@ -154,6 +155,8 @@ class Customer(_Strict):
     cancellation: Cancellation | None = None
     operator_termination: OperatorTermination | None = None
     cancelled_before_start_on: date | None = None
+    # Overrides the plan's snapshot retention as a whole (docs/registry.md); `{}` keeps every snapshot.
+    retention: Retention | None = None
 
     @field_validator("schedule")
     @classmethod
