@@ -353,6 +353,93 @@ def _reports_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _customer_store():  # noqa: ANN202 - an ObjectStore; imported lazily
+    from cloudbackup.edges import connections
+    from cloudbackup.edges.s3 import ObjectStore
+
+    return ObjectStore(connections.s3_endpoint())
+
+
+def _customer_export(args: argparse.Namespace) -> int:
+    """Art. 19(3): every kept snapshot (or the latest) restored for the customer, with a hash manifest."""
+    from cloudbackup.backup import offboarding
+    from cloudbackup.backup.restorer import RestoreError
+    from cloudbackup.edges import connections
+    from cloudbackup.edges.sftp import open_sftp
+    from cloudbackup.registry.backup_settings import load_backup_settings
+
+    store = _customer_store()
+    try:
+        if args.to.startswith("sftp:"):
+            conn_id, _, folder = args.to.removeprefix("sftp:").partition(":")
+            if not conn_id or not folder:
+                raise offboarding.OffboardingRefused(f"--to {args.to!r}: use sftp:<connection id>:/folder")
+            session = open_sftp(connections.sftp_endpoint(conn_id), timeout=settings.sftp_timeout_seconds())
+            result = offboarding.export_sftp(store, args.customer, session, folder, latest_only=args.latest)
+        else:
+            threads = load_backup_settings(settings.registry_dir() / "backup.yaml").engine.restore_threads
+            result = offboarding.export_local(store, args.customer, Path(args.to), latest_only=args.latest,
+                                              threads=threads)
+    except (offboarding.OffboardingRefused, RestoreError) as exc:
+        print(f"cloudbackup customer export: error: {exc}", file=sys.stderr)
+        return 2
+    for snap in result.snapshots:
+        print(f"{snap['snapshot_id']}: {snap['files']} files, {snap['bytes']} bytes")
+    for failure in result.failures:
+        print(f"FAILED {failure}", file=sys.stderr)
+    print(f"exported {len(result.snapshots)} snapshot(s) of {args.customer}: {result.files} files, {result.bytes} "
+          f"bytes, each verified by sha256; manifest {result.manifest} (sha256 {result.manifest_sha256}); "
+          f"{len(result.failures)} failure(s)")
+    return 1 if result.failures else 0
+
+
+def _customer_purge(args: argparse.Namespace) -> int:
+    """Art. 19(3): every object of the customer deleted, checked by LIST, and a deletion report recorded."""
+    import getpass
+    from datetime import timedelta
+
+    from cloudbackup.backup import offboarding
+    from cloudbackup.edges import connections
+
+    try:
+        report = offboarding.purge(connections.database(), _customer_store(), args.customer, args.confirm,
+                                   args.operator or getpass.getuser(), via="cli",
+                                   lease_ttl=timedelta(seconds=settings.run_lease_seconds()),
+                                   bypass_governance=args.bypass_governance)
+    except offboarding.OffboardingRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    print(offboarding.report_text(report), end="")
+    if args.report_json:
+        Path(args.report_json).write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2) + "\n",
+                                          encoding="utf-8")
+        print(f"report written to {args.report_json}")
+    return 0 if report.result == offboarding.COMPLETE else 1
+
+
+def _customer_deletion_report(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from cloudbackup.backup import offboarding
+    from cloudbackup.edges import connections
+
+    found = offboarding.deletion_reports(connections.database(), args.customer)
+    for report in found:
+        print(offboarding.report_text(report))
+    print(f"{len(found)} deletion report(s)" + (f" for {args.customer}" if args.customer else ""))
+    rows = [{k: v for k, v in r.as_dict().items() if k != "remaining"} for r in found]
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if args.csv:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["customer_id"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        Path(args.csv).write_text(out.getvalue(), encoding="utf-8")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloudbackup", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -474,6 +561,32 @@ def _parser() -> argparse.ArgumentParser:
     rrun.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a report parameter")
     rrun.add_argument("--out", help="write the CSV to this file instead of printing it")
     rrun.set_defaults(func=_reports_run)
+
+    cust = sub.add_parser("customer", help="offboarding (art. 19(3)): export, purge, deletion reports").add_subparsers(
+        dest="customer_command", required=True)
+    cexp = cust.add_parser("export", help="restore every kept snapshot (or the latest) into <to>/<snapshot id>/ with "
+                                          "EXPORT-MANIFEST.json and SHA256SUMS (exit 1 naming any file that failed)")
+    cexp.add_argument("--customer", required=True)
+    cexp.add_argument("--to", required=True, metavar="DIR|sftp:CONN_ID:/FOLDER", help="local folder or SFTP folder")
+    which = cexp.add_mutually_exclusive_group()
+    which.add_argument("--all", dest="latest", action="store_false", help="every kept snapshot (the default)")
+    which.add_argument("--latest", dest="latest", action="store_true", help="only the latest snapshot")
+    cexp.set_defaults(func=_customer_export, latest=False)
+    cpurge = cust.add_parser("purge", help="delete every object of the customer (all versions), verify by LIST, "
+                                           "record a deletion report (exit 1 when something remains, e.g. locked)")
+    cpurge.add_argument("--customer", required=True)
+    cpurge.add_argument("--confirm", required=True, metavar="ID", help="the customer id again: nothing happens unless "
+                                                                       "the two are equal")
+    cpurge.add_argument("--operator", help="who purges, for the report (default: the OS user)")
+    cpurge.add_argument("--report-json", metavar="FILE", help="also write the report as JSON")
+    cpurge.add_argument("--bypass-governance", action="store_true",
+                        help="also delete versions under GOVERNANCE retention (COMPLIANCE ones stay regardless)")
+    cpurge.set_defaults(func=_customer_purge)
+    crep = cust.add_parser("deletion-report", help="print the recorded purges (of one customer, or all)")
+    crep.add_argument("--customer")
+    crep.add_argument("--json", metavar="FILE", help="also write them as JSON")
+    crep.add_argument("--csv", metavar="FILE", help="also write them as CSV")
+    crep.set_defaults(func=_customer_deletion_report)
     return parser
 
 

@@ -123,3 +123,71 @@ class ObjectStore:
         for error in self.client.remove_objects(self.bucket, (DeleteObject(k) for k in keys)):
             refused[error.name or ""] = (error.code, error.message or "")
         return refused
+
+    # -- object lock and versions (immutability, customer purge; docs/object-lock.md) --------------------------
+    def ensure_locked_bucket(self) -> None:
+        """Create the bucket with object lock enabled (which turns versioning on for good) if it is missing.
+        An existing bucket is left as it is: `object_lock_enabled` says what it supports."""
+        if not self.client.bucket_exists(self.bucket):
+            self.client.make_bucket(self.bucket, object_lock=True)
+
+    def object_lock_enabled(self) -> bool:
+        """Whether the bucket has object lock enabled (S3 answers an error for a bucket without it)."""
+        try:
+            self.client.get_object_lock_config(self.bucket)
+        except S3Error as exc:
+            if exc.code in ("ObjectLockConfigurationNotFoundError", "InvalidRequest", "NoSuchObjectLockConfiguration"):
+                return False
+            raise
+        return True
+
+    def put_retained(self, key: str, data: bytes, until: datetime, mode: str = "COMPLIANCE",
+                     metadata: dict[str, str] | None = None) -> str | None:
+        """`put_bytes` with an object-lock retention set in the same PUT (no moment where the version is unlocked);
+        returns the new version id."""
+        from minio.retention import Retention
+
+        written = self.client.put_object(self.bucket, key, cast(BinaryIO, _Whole(data)), len(data),
+                                         part_size=max(MIN_PART_SIZE, len(data)),
+                                         metadata=metadata,  # type: ignore[arg-type]
+                                         retention=Retention(mode, until.astimezone(UTC)))
+        return written.version_id
+
+    def retain(self, key: str, until: datetime, mode: str = "COMPLIANCE", version_id: str | None = None) -> None:
+        """Set (or extend) a version's retention; the latest version without `version_id`. S3 refuses to shorten
+        a COMPLIANCE retention or to weaken its mode (403 AccessDenied)."""
+        from minio.retention import Retention
+
+        self.client.set_object_retention(self.bucket, key, Retention(mode, until.astimezone(UTC)),
+                                         version_id=version_id)
+
+    def retention(self, key: str, version_id: str | None = None) -> tuple[str, datetime] | None:
+        """(mode, retain-until in UTC) of a version (the latest without `version_id`), None when it has none."""
+        try:
+            found = self.client.get_object_retention(self.bucket, key, version_id=version_id)
+        except S3Error as exc:
+            if exc.code in ("NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError"):
+                return None
+            raise
+        if found is None or found.retain_until_date is None or found.mode is None:
+            return None
+        return str(found.mode), found.retain_until_date.astimezone(UTC)
+
+    def legal_hold(self, key: str, version_id: str | None = None) -> bool:
+        return bool(self.client.is_object_legal_hold_enabled(self.bucket, key, version_id=version_id))
+
+    def list_versions(self, prefix: str) -> Iterator[tuple[str, str | None, int, bool]]:
+        """Every version under `prefix`, delete markers included: (key, version id, size, is delete marker). On a
+        bucket without versioning each object is one version (id None or "null")."""
+        for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True, include_version=True):
+            yield obj.object_name, obj.version_id, obj.size or 0, bool(obj.is_delete_marker)
+
+    def remove_versions(self, versions: Iterable[tuple[str, str | None]],
+                        bypass_governance: bool = False) -> dict[tuple[str, str | None], tuple[str, str]]:
+        """DELETE exact versions, up to 1,000 per request; returns the refused ones as (key, version id) →
+        (S3 error code, message): a version under retention or legal hold is refused (AccessDenied)."""
+        refused: dict[tuple[str, str | None], tuple[str, str]] = {}
+        wanted = (DeleteObject(k, v if v and v != "null" else None) for k, v in versions)
+        for error in self.client.remove_objects(self.bucket, wanted, bypass_governance_mode=bypass_governance):
+            refused[(error.name or "", error.version_id)] = (error.code or "", error.message or "")
+        return refused
