@@ -267,6 +267,24 @@ def _backup_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup_prune(args: argparse.Namespace) -> int:
+    from cloudbackup import tasks
+    from cloudbackup.registry.customers import load_registry
+
+    ids = ([c.id for c in load_registry(settings.registry_dir()).customers] if args.all else [args.customer])
+    status = 0
+    for customer_id in ids:
+        try:
+            report = tasks.prune(customer_id, dry_run=args.dry_run)
+        except tasks.RunInProgress as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            status = 3
+            continue
+        for line in report.lines():
+            print(line)
+    return status
+
+
 def _backup_snapshots(args: argparse.Namespace) -> int:
     from cloudbackup.backup.repository import list_snapshots
     from cloudbackup.edges import connections
@@ -517,6 +535,14 @@ def _parser() -> argparse.ArgumentParser:
     bsweep = bk.add_parser("sweep", help="mark runs whose worker died (no heartbeat, lease lapsed) as failed")
     bsweep.add_argument("--customer", help="only this customer (default: all)")
     bsweep.set_defaults(func=_backup_sweep)
+    bprune = bk.add_parser("prune", help="apply the retention and free what no kept snapshot uses (exit 3 when a "
+                           "backup of the customer is running)")
+    who = bprune.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer")
+    who.add_argument("--all", action="store_true", help="every customer in the registry, one after the other")
+    bprune.add_argument("--dry-run", action="store_true", help="print what would be forgotten, deleted and "
+                        "repacked, and the bytes freed; change nothing")
+    bprune.set_defaults(func=_backup_prune)
     blist = bk.add_parser("snapshots", help="list a customer's snapshots, oldest first")
     blist.add_argument("--customer", required=True)
     blist.set_defaults(func=_backup_snapshots)

@@ -50,3 +50,19 @@ def run_wait_seconds() -> float:
 def sftp_timeout_seconds() -> float:
     """How long an SFTP server may stay silent (connect, handshake, each request) before the run fails."""
     return _seconds("CLOUDBACKUP_SFTP_TIMEOUT_SECONDS", 60)
+
+
+def prune_grace_hours() -> float:
+    """Objects younger than this are never deleted by a prune, whatever references them (S3 LastModified)."""
+    value = float(os.environ.get("CLOUDBACKUP_PRUNE_GRACE_HOURS", 24))
+    if value < 0:
+        raise ValueError(f"CLOUDBACKUP_PRUNE_GRACE_HOURS must be 0 or more hours, got {value}")
+    return value
+
+
+def prune_repack_unused() -> float:
+    """A pack with more than this fraction of its bytes used by no kept snapshot is repacked by a prune."""
+    value = float(os.environ.get("CLOUDBACKUP_PRUNE_REPACK_UNUSED", 0.5))
+    if not 0 <= value < 1:
+        raise ValueError(f"CLOUDBACKUP_PRUNE_REPACK_UNUSED must be a fraction in [0, 1), got {value}")
+    return value

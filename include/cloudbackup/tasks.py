@@ -379,3 +379,28 @@ def migrate_database() -> list[str]:
     from cloudbackup.edges import db
 
     return db.migrate(connections.database())
+
+
+def prune(customer_id: str, dry_run: bool = False, run_key: str | None = None):  # noqa: ANN201 - a PruneReport
+    """Apply the customer's retention (its plan's, or its own) and free what no kept snapshot uses
+    (docs/storage-format.md, "Prune"). A real prune holds the customer's run lease, so no backup of the same
+    customer runs meanwhile (RunInProgress after settings.run_wait_seconds()); a dry run reads only."""
+    import uuid
+    from datetime import timedelta
+
+    from cloudbackup.backup import pruner
+    from cloudbackup.backup.pruneplan import PruneSettings
+
+    customer = _customer(customer_id)
+    plan = load_catalog(settings.catalog_path()).plan(customer.plan_in_use(tokyo_date(utcnow())))
+    policy = plan.retention_policy(customer.retention)
+    options = PruneSettings(grace=timedelta(hours=settings.prune_grace_hours()),
+                            repack_unused=settings.prune_repack_unused(),
+                            pack_target=_backup_settings().engine.pack_target)
+    store = ObjectStore(connections.s3_endpoint())
+    if dry_run:
+        return pruner.prune(store, customer.id, policy, options, dry_run=True)
+    run_key = run_key or f"prune-{utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
+    with _run_lease(connections.database(), customer.id, run_key):
+        # Keys under object lock could be given here (`locked=`); the server's refusals are reported either way.
+        return pruner.prune(store, customer.id, policy, options)

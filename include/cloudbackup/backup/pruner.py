@@ -54,8 +54,17 @@ class PruneReport:
     bytes_freed: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def summary(self) -> dict:
+        """Counts only (a DAG task's return value: no key lists)."""
+        return {"customer_id": self.customer_id, "dry_run": self.dry_run, "policy": self.policy,
+                "snapshots": self.snapshots, "kept": len(self.kept), "forgotten": len(self.forgotten),
+                "deleted_objects": len(self.deleted_index) + len(self.deleted_objects),
+                "repacked_packs": len(self.repacked), "new_packs": len(self.new_packs),
+                "held": len(self.held), "young": len(self.young), "bytes_before": self.bytes_before,
+                "bytes_freed": self.bytes_freed, "seconds": self.seconds}
+
     def lines(self) -> list[str]:
-        verb = "would " if self.dry_run else ""
+        delete, repack = ("would delete", "would repack") if self.dry_run else ("deleted", "repacked")
         out = [f"{self.customer_id}: {self.policy}; {self.snapshots} snapshot(s), {self.objects_before} object(s), "
                f"{self.bytes_before} bytes stored"]
         out += [f"keep    {sid}  ({', '.join(why)})" for sid, why in sorted(self.kept.items())]
@@ -64,7 +73,7 @@ class PruneReport:
         out += [f"repack  {key}" for key in self.repacked]
         out += [f"kept    {key}: {why}" for key, why in sorted(self.held.items())]
         out.append(f"{'Would forget' if self.dry_run else 'Forgot'} {len(self.forgotten)} snapshot(s), "
-                   f"{verb}delete {len(self.deleted_index) + len(self.deleted_objects)} object(s), {verb}repack "
+                   f"{delete} {len(self.deleted_index) + len(self.deleted_objects)} object(s), {repack} "
                    f"{len(self.repacked)} pack(s) into {len(self.new_packs)}; {self.bytes_freed} bytes "
                    f"{'would be ' if self.dry_run else ''}freed; {len(self.young)} unused object(s) younger than "
                    "the grace period kept")
@@ -203,9 +212,9 @@ def prune(store: ObjectStore, customer_id: str, policy: RetentionPolicy, setting
     report.repacked = _delete(store, customer_id, garbage.repack, report.held, locked, step, "repack-delete")
     lap("repack")
 
-    report.bytes_freed = (freed_manifests + sum(sizes[k] for k in [*report.deleted_index, *report.deleted_objects,
-                                                                    *report.repacked])
-                          - sum(p.size for p in garbage.new_packs) - _growth(store, customer_id, report.rewritten, sizes))
+    gone = [*report.deleted_index, *report.deleted_objects, *report.repacked]
+    report.bytes_freed = (freed_manifests + sum(sizes[k] for k in gone) - sum(p.size for p in garbage.new_packs)
+                          - _growth(store, customer_id, report.rewritten, sizes))
     log.info("%s: prune done: %d snapshot(s) forgotten, %d object(s) deleted, %d pack(s) repacked, %d bytes freed, "
              "%d kept under lock; seconds %s", customer_id, len(report.forgotten),
              len(report.deleted_index) + len(report.deleted_objects), len(report.repacked), report.bytes_freed,
