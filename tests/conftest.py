@@ -6,6 +6,7 @@ never skipped).
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import subprocess
@@ -28,6 +29,10 @@ os.environ.update({
     "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
 })
+# The master key that wraps every test customer's data key (repository format 2); a fresh one per session,
+# seen by subprocesses (the CLI, dag.test) too. Tests of a lost or rotated key change it with monkeypatch.
+os.environ.setdefault("CLOUDBACKUP_MASTER_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
+os.environ.setdefault("CLOUDBACKUP_MASTER_KEY_ID", "test-master-1")
 
 import sqlalchemy as sa  # noqa: E402
 from devtools import devstack  # noqa: E402

@@ -14,6 +14,7 @@ import pytest
 from backup_support import SMALL_OPTIONS, MiB, connector, fresh_store, tree, write_tree
 from devtools import devstack
 
+from cloudbackup.backup import blob
 from cloudbackup.backup.archiver import Observer, run_backup
 from cloudbackup.backup.checker import verify
 from cloudbackup.backup.names import NamePolicy, printable
@@ -88,7 +89,8 @@ def test_a_second_run_reads_only_new_and_changed_files_yet_lists_all(stack) -> N
     second = run_backup(connector(stack.sshd), store, "cust-inc", "run-2", [remote], [], options=SMALL_OPTIONS)
 
     assert sorted(second.read_paths) == [f"{remote}/dup-a.txt", f"{remote}/new folder/新しい.txt"]
-    assert second.bytes_uploaded == len(b"changed content") + len(b"new")
+    # Each file is one sealed blob: its bytes (too short to compress) plus the blob's header and GCM tag.
+    assert second.bytes_uploaded == len(b"changed content") + len(b"new") + 2 * blob.OVERHEAD
     latest = load_manifest(store, "cust-inc").by_path()
     assert f"{remote}/many/0/f000.dat" not in latest
     assert len(latest) == len(files)          # one gone, one new
@@ -136,7 +138,8 @@ def test_an_interrupted_run_leaves_no_snapshot_and_the_next_run_does_not_resend(
         assert second.errors == [] and second.files == len(files)
         assert not set(second.read_paths) & set(cut.done), "files that arrived before the cut were read again"
         stored_file_bytes = sum(size for key, size in store.list_keys("customers/cust-cut/packs/"))
-        assert stored_file_bytes == sum(map(len, files.values())), "bytes stored twice"
+        # Random bytes do not compress: each file is stored once, as its bytes in one sealed blob.
+        assert stored_file_bytes == sum(map(len, files.values())) + len(files) * blob.OVERHEAD, "bytes stored twice"
         assert list(store.list_keys("customers/cust-cut/index/")) == []
         restore(store, "cust-cut", LocalTarget(tmp_path / "out"))
         assert tree(tmp_path / "out" / "data") == files

@@ -24,7 +24,7 @@ from backup_support import SMALL_OPTIONS, KiB, MiB, connector, fresh_store, tree
 from cloudbackup.backup import format as snap
 from cloudbackup.backup.archiver import run_backup
 from cloudbackup.backup.names import NamePolicy
-from cloudbackup.backup.repository import load_manifest
+from cloudbackup.backup.repository import load_manifest, write_manifest
 from cloudbackup.backup.restorer import LocalTarget, restore, restore_to_sftp
 
 pytestmark = pytest.mark.servers
@@ -250,11 +250,11 @@ def test_symlinks_round_trip_as_links_locally_and_over_sftp(stack, tmp_path) -> 
 
 
 def _tamper(store, customer_id: str, extra: list[dict]) -> None:
-    """Rewrite the latest manifest with extra lines (what an attacker with bucket access could do)."""
+    """Rewrite the latest manifest with extra lines (what someone holding the customer's data key could do: the
+    manifest is sealed, so bucket access alone no longer suffices)."""
     manifest = load_manifest(store, customer_id)
-    key = snap.object_key(customer_id, snap.snapshot_key(manifest.header.snapshot_id))
-    lines = gzip.decompress(store.get_bytes(key)).decode().splitlines() + [json.dumps(e) for e in extra]
-    store.put_bytes(key, gzip.compress(("\n".join(lines) + "\n").encode()))
+    write_manifest(store, customer_id,
+                   snap.Manifest(manifest.header, manifest.files + [snap.FileEntry.from_json(e) for e in extra]))
 
 
 def test_a_symlink_never_lets_a_restore_write_outside_its_folder(stack, tmp_path) -> None:

@@ -15,14 +15,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cloudbackup.backup import format as snap
+from cloudbackup.backup import keys
 from cloudbackup.backup.checker import DamagedObject, check_objects, referenced_objects, sample_keys
 from cloudbackup.backup.format import customer_prefix
 from cloudbackup.backup.names import NamePolicy
 from cloudbackup.backup.options import EngineOptions, MiB
 from cloudbackup.backup.outcomes import CollectionError, CollectionErrorReason
-from cloudbackup.backup.repository import RepositoryWriter, list_snapshots, load_manifest, write_manifest
+from cloudbackup.backup.repository import (
+    RepositoryWriter,
+    list_snapshots,
+    load_manifest,
+    read_index,
+    write_manifest,
+)
 from cloudbackup.backup.walk import RemoteFile, walk
 from cloudbackup.clock import utcnow
+from cloudbackup.edges import connections
 from cloudbackup.edges.s3 import ObjectStore
 from cloudbackup.edges.sftp import TRANSFER_ERRORS, ConnectionLost, RemoteReader, SftpSession
 
@@ -200,8 +208,7 @@ class Collector:
 
     def _read_large(self, sftp: SftpSession, f: RemoteFile) -> snap.FileEntry:
         digest = hashlib.sha256()
-        chunks: list[tuple[str, int, int]] = []
-        uploads: list[Future] = []
+        uploads: list[Future[tuple[str, int]]] = []
         with sftp.reader(f.path) as fh:
             for offset in range(0, f.size, self.options.chunk_size):
                 if self.abort.is_set():
@@ -222,18 +229,14 @@ class Collector:
                     self.repo.budget.release(held)
                     raise ChangedDuringRead(f"listed with {f.size} bytes, ended early at {offset + len(data)}")
                 self.observer.chunk_read(f, offset, length)
-                key, fut = self.repo.add_chunk(data, held)
+                uploads.append(self.repo.add_chunk(data, held))
                 del data
-                chunks.append((key, 0, length))
-                if fut is not None:
-                    uploads.append(fut)
                 self.progress.add(0, length)
             now = fh.stat()
         if now.size != f.size or now.mtime != f.mtime:
             raise ChangedDuringRead(f"size/mtime changed from {f.size}/{f.mtime} to {now.size}/{now.mtime}")
-        for fut in uploads:
-            fut.result()
-        entry = snap.FileEntry(f.path, f.size, f.mtime, f.mode, digest.hexdigest(), tuple(chunks))
+        chunks = tuple((key, 0, stored) for key, stored in (fut.result() for fut in uploads))
+        entry = snap.FileEntry(f.path, f.size, f.mtime, f.mode, digest.hexdigest(), chunks, sealed=True)
         self.repo.write_index("file-" + secrets.token_hex(12), [entry])
         self.progress.add(1, 0)
         return entry
@@ -260,6 +263,12 @@ def run_backup(connect: Connect, store: ObjectStore, customer_id: str, run_key: 
     policy, options, observer = policy or NamePolicy(), options or EngineOptions(), observer or Observer()
     started = now()
     result = BackupResult()
+    # The data key first: without a master key, or with one that cannot unwrap the customer's key, the run
+    # stops here, before anything is read or written (docs/storage-format.md, "Losing the master key"). A
+    # customer without one gets it once the walk succeeded (an unreachable server leaves no object behind).
+    if keys.data_key(store, customer_id) is None:
+        connections.master_keys()
+
     with connect() as sftp:
         listing: list[RemoteFile] = []
         for root in paths:
@@ -288,12 +297,13 @@ def run_backup(connect: Connect, store: ObjectStore, customer_id: str, run_key: 
     if previous:
         repo.learn([e for e in previous.files if usable(e)])
     # Chunks that arrived before an interruption are skipped by name (one LIST instead of a HEAD per chunk).
-    repo.data_keys.update(k[len(customer_prefix(customer_id)):] for k, _ in
+    repo.data_keys.update((k[len(customer_prefix(customer_id)):], size) for k, size in
                           store.list_keys(customer_prefix(customer_id) + snap.DATA))
-    repo.data_keys -= bad      # a damaged chunk is PUT again when a file that holds it is read again
+    for key in bad:            # a damaged chunk is PUT again when a file that holds it is read again
+        repo.data_keys.pop(key, None)
     leftover = [k for k, _ in store.list_keys(customer_prefix(customer_id) + snap.INDEX)]
     for key in leftover:
-        entries = [e for e in snap.decode_index(store.get_bytes(key)) if usable(e)]
+        entries = [e for e in read_index(store, customer_id, key) if usable(e)]
         repo.learn(entries)
         known.update({e.path: e for e in entries})
     carried: list[snap.FileEntry] = []
@@ -301,7 +311,7 @@ def run_backup(connect: Connect, store: ObjectStore, customer_id: str, run_key: 
     for f in listing:
         old = known.get(f.path)
         if old is not None and old.same_listing(f.size, f.mtime):
-            carried.append(snap.FileEntry(f.path, f.size, f.mtime, f.mode, old.sha256, old.chunks))
+            carried.append(snap.FileEntry(f.path, f.size, f.mtime, f.mode, old.sha256, old.chunks, sealed=old.sealed))
         else:
             todo.append(f)
     log.info("%s: %d files listed, %d unchanged since the last snapshot, %d to read (%.1f MiB), %d name errors",

@@ -1,5 +1,5 @@
-"""The checker: re-read stored objects and check their sha256s — a whole snapshot (`verify`), or the rolling
-sample each backup run takes (self-healing, docs/storage-format.md)."""
+"""The checker: re-read stored objects and check their sha256s and (format 2) their GCM tags — a whole snapshot
+(`verify`), or the rolling sample each backup run takes (self-healing, docs/storage-format.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from cloudbackup.backup import blob, keys
 from cloudbackup.backup import format as snap
 from cloudbackup.backup.format import SHA256_META, object_key
 from cloudbackup.backup.restorer import manifest_or_fail
@@ -59,20 +60,46 @@ def sample_keys(keys: Iterable[str], fraction: float, turn: int) -> list[str]:
                   if int(hashlib.sha256(k.encode("utf-8")).hexdigest()[:8], 16) % slots == turn % slots)
 
 
-def _expected(store: ObjectStore, key: str, relative: str) -> str | None:
-    if relative.startswith(snap.DATA):
-        return relative.rsplit("/", 1)[1]
+def _recorded(store: ObjectStore, key: str) -> str | None:
     return store.metadata(key).get(SHA256_META.removeprefix("x-amz-meta-"))
 
 
+def check_chunk(store: ObjectStore, customer_id: str, relative: str, body: bytes) -> tuple[str | None, bytes | None]:
+    """A whole `data/` chunk as stored: (what is wrong or None, its plaintext).
+
+    Format 1: plaintext named by its sha256. Format 2: a sealed blob whose sha256 was recorded at upload,
+    whose GCM tag must match, and whose name is the keyed hash of its plaintext.
+    """
+    name = relative.rsplit("/", 1)[1]
+    digest = hashlib.sha256(body).hexdigest()
+    if digest == name:
+        return None, body
+    recorded = _recorded(store, object_key(customer_id, relative))
+    if digest != recorded:
+        return f"sha256 {digest}, recorded {recorded or name}", None
+    try:
+        data_key = keys.require(store, customer_id)
+        plain = data_key.open(blob.DATA, body)
+    except blob.BlobError as exc:
+        return str(exc), None
+    if data_key.chunk_name(hashlib.sha256(plain).digest()) != name:
+        return "its plaintext does not have the keyed hash it is named by", None
+    return None, plain
+
+
 def check_object(store: ObjectStore, customer_id: str, relative: str) -> tuple[DamagedObject | None, int]:
-    """Re-read one pack or chunk and compare its sha256 with the one recorded at upload (a chunk: its name).
+    """Re-read one pack or chunk and compare its sha256 with the one recorded at upload (a format-1 chunk: its
+    name; a format-2 chunk: also its GCM tag and keyed name).
 
     Returns the damage (or None) and the bytes read; S3 errors other than a missing object raise.
     """
     key = object_key(customer_id, relative)
     try:
-        expected = _expected(store, key, relative)
+        if relative.startswith(snap.DATA):
+            body = store.get_bytes(key)
+            problem, _ = check_chunk(store, customer_id, relative, body)
+            return (DamagedObject(relative, HASH_MISMATCH, problem) if problem else None), len(body)
+        expected = _recorded(store, key)
         digest, n = hashlib.sha256(), 0
         for piece in store.iter_range(key):
             digest.update(piece)
@@ -97,6 +124,31 @@ def check_objects(store: ObjectStore, customer_id: str, keys: list[str], threads
     log.info("%s: sample of %d stored object(s) re-read (%d bytes): %d damaged", customer_id, len(keys), total,
              len(damaged))
     return damaged
+
+
+def _sealed_chunk(store: ObjectStore, customer_id: str, e: snap.FileEntry, key: str, offset: int, length: int,
+                  file_digest: hashlib._Hash, checked: set[str], result: VerifyResult,
+                  damaged: dict[str, DamagedObject]) -> bool:
+    """One range of a sealed large file: read, checked (stored sha256, GCM tag, keyed name), fed to the file's
+    digest. False when the file cannot be checked further."""
+    try:
+        body = store.get_bytes(object_key(customer_id, key), offset, length)
+        problem, plain = check_chunk(store, customer_id, key, body)
+    except Exception as exc:  # noqa: BLE001
+        result.problems.append(f"{e.path}: cannot read {key}: {exc}")
+        if is_missing(exc):
+            damaged[key] = DamagedObject(key, MISSING, str(exc))
+        return False
+    if key not in checked:
+        checked.add(key)
+        result.objects += 1
+        result.bytes += len(body)
+    if problem or plain is None:
+        result.problems.append(f"{key}: {problem}")
+        damaged[key] = DamagedObject(key, HASH_MISMATCH, problem or "")
+        return False
+    file_digest.update(plain)
+    return True
 
 
 def verify(store: ObjectStore, customer_id: str, snapshot_id: str | None = None) -> VerifyResult:
@@ -131,13 +183,28 @@ def verify(store: ObjectStore, customer_id: str, snapshot_id: str | None = None)
             damaged[pack] = DamagedObject(pack, HASH_MISMATCH, "object sha256 differs from the one recorded at upload")
         for e in entries:
             _, offset, length = e.chunks[0]
-            if hashlib.sha256(body[offset:offset + length]).hexdigest() != e.sha256:
+            plain: bytes | memoryview = memoryview(body)[offset:offset + length]
+            if e.sealed:
+                try:
+                    plain = keys.require(store, customer_id).open(blob.DATA, plain)
+                except blob.BlobError as exc:
+                    result.problems.append(f"{e.path}: its blob in {pack} does not open: {exc}")
+                    damaged[pack] = DamagedObject(pack, HASH_MISMATCH, f"a blob does not open: {exc}")
+                    result.files += 1
+                    continue
+            if hashlib.sha256(plain).hexdigest() != e.sha256:
                 result.problems.append(f"{e.path}: sha256 differs from the manifest")
             result.files += 1
     for e in large:
         file_digest = hashlib.sha256()
         unreadable = False
         for key, offset, length in e.chunks:
+            if e.sealed:
+                if not _sealed_chunk(store, customer_id, e, key, offset, length, file_digest, checked_chunks, result,
+                                     damaged):
+                    unreadable = True
+                    break
+                continue
             chunk_digest = hashlib.sha256()
             try:
                 for piece in store.iter_range(object_key(customer_id, key), offset, length):

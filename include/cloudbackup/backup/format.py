@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-FORMAT = "cloudbackup-snapshot/2"
-# Manifests a reader accepts: /1 (regular files only) and /2 (adds symlink lines); see docs/storage-format.md.
-READABLE_FORMATS = ("cloudbackup-snapshot/1", FORMAT)
+FORMAT = "cloudbackup-snapshot/3"
+# Manifests a reader accepts: /1 (regular files only), /2 (adds symlink lines), /3 (repository format 2: sealed
+# blobs, the `sealed` flag on file lines); see docs/storage-format.md.
+READABLE_FORMATS = ("cloudbackup-snapshot/1", "cloudbackup-snapshot/2", FORMAT)
 FILE = "file"
 SYMLINK = "symlink"
 INDEX_FORMAT = "cloudbackup-index/1"
@@ -25,6 +26,7 @@ SNAPSHOTS = "snapshots/"
 INDEX = "index/"
 PACKS = "packs/"
 DATA = "data/"
+KEYS = "keys/"          # the customer's data key, wrapped by a master key: never garbage, never in the clear
 # User metadata set on every pack and chunk at upload: the sha256 of the whole object.
 SHA256_META = "x-amz-meta-sha256"
 
@@ -55,9 +57,14 @@ def object_key(customer_id: str, *parts: str) -> str:
     return key
 
 
-def data_key(sha256: str) -> str:
-    """A chunk of a large file, named by the sha256 of its bytes."""
-    return f"{DATA}{sha256[:2]}/{sha256}"
+def data_key(name: str) -> str:
+    """A chunk of a large file, named by the sha256 of its bytes (format 1) or by its keyed hash (format 2)."""
+    return f"{DATA}{name[:2]}/{name}"
+
+
+def key_file_key(master_key_id: str) -> str:
+    """The customer's data key wrapped by the master key `master_key_id`."""
+    return f"{KEYS}{master_key_id}.json"
 
 
 def pack_key(pack_id: str) -> str:
@@ -86,6 +93,7 @@ class FileEntry:
     chunks: tuple[tuple[str, int, int], ...]      # (object key, offset, length), in file order
     kind: str = FILE                              # FILE, or SYMLINK: a link, kept as its target, never followed
     target: str | None = None                     # a symlink's target, as the server's readlink gave it
+    sealed: bool = False                          # every range in `chunks` is a format-2 blob (else plaintext)
 
     @property
     def is_link(self) -> bool:
@@ -96,6 +104,8 @@ class FileEntry:
              "sha256": self.sha256, "chunks": [list(c) for c in self.chunks]}
         if self.is_link:
             d.update(type=SYMLINK, target=self.target)
+        if self.sealed:
+            d["sealed"] = True
         return d
 
     @classmethod
@@ -105,7 +115,7 @@ class FileEntry:
             raise ValueError(f"unknown manifest entry type {kind!r} for {d.get('path')!r}")
         return cls(d["path"], int(d["size"]), int(d["mtime"]), int(d["mode"]), d["sha256"],
                    tuple((str(k), int(o), int(n)) for k, o, n in d["chunks"]), kind,
-                   str(d["target"]) if kind == SYMLINK else None)
+                   str(d["target"]) if kind == SYMLINK else None, d.get("sealed") is True)
 
     def same_listing(self, size: int, mtime: int) -> bool:
         """A regular file listed with this size and mtime may reuse this entry (a link never stands for a file)."""
@@ -139,15 +149,26 @@ class Manifest:
         return {f.path: f for f in self.files}
 
 
-def encode_manifest(m: Manifest) -> bytes:
-    """gzip'd JSON lines: the header first, then one file per line in path order."""
+def manifest_lines(m: Manifest) -> bytes:
+    """JSON lines: the header first, then one file per line in path order (format 2 seals these bytes)."""
     lines = [json.dumps(asdict(m.header), ensure_ascii=False)]
     lines += [json.dumps(f.to_json(), ensure_ascii=False) for f in sorted(m.files, key=lambda f: f.path)]
-    return gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), compresslevel=6)
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def encode_manifest(m: Manifest) -> bytes:
+    """Format 1's container: gzip'd JSON lines (what repositories before format 2 hold)."""
+    return gzip.compress(manifest_lines(m), compresslevel=6)
 
 
 def decode_manifest(blob: bytes) -> Manifest:
-    lines = gzip.decompress(blob).decode("utf-8").splitlines()
+    """A format-1 manifest object (gzip'd JSON lines)."""
+    return parse_manifest(gzip.decompress(blob))
+
+
+def parse_manifest(text: bytes) -> Manifest:
+    """The JSON lines of a manifest, whatever container they came in."""
+    lines = text.decode("utf-8").splitlines()
     head = json.loads(lines[0])
     if head.get("format") not in READABLE_FORMATS:
         raise ValueError(f"unknown snapshot format {head.get('format')!r}")

@@ -1,6 +1,7 @@
 """The customer's repository in S3: reading its snapshots, and the writer that stores packs and chunks.
 
-The format itself (keys, manifest, index) is `backup.format`; the bucket operations are `edges.s3`.
+The format itself (keys, manifest, index) is `backup.format`, the sealed blobs of format 2 `backup.blob`, the
+customer's data key `backup.keys`; the bucket operations are `edges.s3`.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ import hashlib
 import secrets
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from cloudbackup.backup import blob, keys
 from cloudbackup.backup import format as snap
 from cloudbackup.backup.format import SHA256_META, customer_prefix, object_key
 from cloudbackup.backup.options import EngineOptions
@@ -35,14 +37,35 @@ def load_manifest(store: ObjectStore, customer_id: str, snapshot_id: str | None 
     snapshot_id = snapshot_id or latest_snapshot_id(store, customer_id)
     if snapshot_id is None:
         return None
-    return snap.decode_manifest(store.get_bytes(object_key(customer_id, snap.snapshot_key(snapshot_id))))
+    raw = store.get_bytes(object_key(customer_id, snap.snapshot_key(snapshot_id)))
+    if not blob.is_blob(raw):
+        return snap.decode_manifest(raw)          # format 1: gzip (its first byte is 0x1f, never a blob's)
+    manifest = snap.parse_manifest(keys.require(store, customer_id).open(blob.MANIFEST, raw))
+    if manifest.header.snapshot_id != snapshot_id or manifest.header.customer_id != customer_id:
+        # A sealed manifest copied over another snapshot's key (a rollback) opens, but names itself.
+        raise blob.BlobError(f"manifest {snapshot_id} of {customer_id} holds snapshot "
+                             f"{manifest.header.snapshot_id} of {manifest.header.customer_id}")
+    return manifest
 
 
 def write_manifest(store: ObjectStore, customer_id: str, manifest: snap.Manifest) -> None:
-    """PUT a snapshot's manifest (one PUT: the snapshot exists, or is replaced, at once)."""
-    body = snap.encode_manifest(manifest)
+    """PUT a snapshot's manifest, sealed (format 2, `cloudbackup-snapshot/3`), in one PUT: the snapshot exists,
+    or is replaced, at once. A format-1 manifest given here is written as format 2: its plaintext lines say so
+    (no `sealed` flag)."""
+    key = keys.data_key(store, customer_id, create=True)
+    assert key is not None
+    header = replace(manifest.header, format=snap.FORMAT)
+    body = key.seal(blob.MANIFEST, snap.manifest_lines(snap.Manifest(header, manifest.files)))
     store.put_bytes(object_key(customer_id, snap.snapshot_key(manifest.header.snapshot_id)), body,
                     metadata={SHA256_META: hashlib.sha256(body).hexdigest()})
+
+
+def read_index(store: ObjectStore, customer_id: str, key: str) -> list[snap.FileEntry]:
+    """An index file (full key): plaintext JSON (format 1) or a sealed blob (format 2)."""
+    raw = store.get_bytes(key)
+    if raw[:1] == b"{":
+        return snap.decode_index(raw)
+    return snap.decode_index(keys.require(store, customer_id).open(blob.INDEX, raw))
 
 
 def stored_bytes(store: ObjectStore, customer_id: str) -> int:
@@ -81,12 +104,19 @@ class _Pack:
 class RepositoryWriter:
     """The customer's stored objects as one run sees them: known blobs, uploads, packs (thread-safe)."""
 
-    def __init__(self, store: ObjectStore, customer_id: str, options: EngineOptions) -> None:
+    def __init__(self, store: ObjectStore, customer_id: str, options: EngineOptions,
+                 data_key: blob.DataKey | None = None) -> None:
         self.store, self.customer_id, self.options = store, customer_id, options
+        # Made here on the first format-2 run; MasterKeyMissing (no master key) or KeyUnavailable (one that
+        # cannot unwrap the customer's key) stops the run before anything is written.
+        key = data_key or keys.data_key(store, customer_id, create=True)
+        assert key is not None
+        self.data_key: blob.DataKey = key
         self.bytes_uploaded = self.objects_uploaded = 0
         self.lock = threading.Lock()
         self.small: dict[str, tuple[str, int, int]] = {}   # sha256 → (pack key, offset, length)
-        self.data_keys: set[str] = set()
+        self.data_keys: dict[str, int] = {}       # chunk key (relative) → its stored size: a ref names the blob
+        self.sealing: dict[str, Future[int]] = {}  # chunks being stored right now, by key
         self.pack: _Pack | None = None
         self.budget = MemoryBudget(options.in_flight_bytes)
         self.pool = ThreadPoolExecutor(options.upload_threads, thread_name_prefix="upload")
@@ -100,10 +130,11 @@ class RepositoryWriter:
     def learn(self, entries: list[snap.FileEntry]) -> None:
         for e in entries:
             for key, offset, length in e.chunks:
-                if key.startswith(snap.PACKS) and len(e.chunks) == 1:
+                # A format-1 (plaintext) range never serves a new sealed line: only sealed small files dedup.
+                if key.startswith(snap.PACKS) and len(e.chunks) == 1 and e.sealed:
                     self.small.setdefault(e.sha256, (key, offset, length))
                 elif key.startswith(snap.DATA):
-                    self.data_keys.add(key)
+                    self.data_keys.setdefault(key, length)
 
     def _put(self, relative: str, data: bytes, sha256: str) -> None:
         self.store.put_bytes(self.key(relative), data, metadata={SHA256_META: sha256})
@@ -117,15 +148,20 @@ class RepositoryWriter:
         sha = hashlib.sha256(data).hexdigest()
         sealed = None
         with self.lock:
+            known = sha in self.small
+        # Compressed and encrypted outside the lock, so readers seal in parallel; each file is its own blob, so
+        # prune can copy its range alone. A duplicate sealed meanwhile by another reader is simply dropped.
+        body = None if known or not data else self.data_key.seal(blob.DATA, data)
+        with self.lock:
             ref = self.small.get(sha)
-            if ref is None and data:
+            if ref is None and body is not None:
                 if self.pack is None:
                     self.pack = _Pack(secrets.token_hex(16))
-                ref = (snap.pack_key(self.pack.pack_id), self.pack.size, len(data))
-                self.pack.parts.append(data)
-                self.pack.size += len(data)
+                ref = (snap.pack_key(self.pack.pack_id), self.pack.size, len(body))
+                self.pack.parts.append(body)
+                self.pack.size += len(body)
                 self.small[sha] = ref
-            entry = snap.FileEntry(f.path, f.size, f.mtime, f.mode, sha, (ref,) if ref else ())
+            entry = snap.FileEntry(f.path, f.size, f.mtime, f.mode, sha, (ref,) if ref else (), sealed=True)
             if self.pack is not None and ref and ref[0] == snap.pack_key(self.pack.pack_id):
                 self.pack.entries.append(entry)
                 if self.pack.size >= self.options.pack_target:
@@ -157,28 +193,50 @@ class RepositoryWriter:
     def write_index(self, name: str, entries: list[snap.FileEntry]) -> None:
         """After the bytes arrived: lets an interrupted run's successor skip them (removed with the snapshot)."""
         relative = f"{snap.INDEX}{name}.json"
-        self.store.put_bytes(self.key(relative), snap.encode_index(entries))
+        self.store.put_bytes(self.key(relative), self.data_key.seal(blob.INDEX, snap.encode_index(entries)))
         with self.lock:
             self.index_keys.append(relative)
 
     # -- large files: content-addressed chunks -----------------------------------------------------------
-    def add_chunk(self, data: bytes, held: int) -> tuple[str, Future | None]:
-        sha = hashlib.sha256(data).hexdigest()
-        relative = snap.data_key(sha)
-        with self.lock:
-            known = relative in self.data_keys
-            self.data_keys.add(relative)
-        if known:
-            self.budget.release(held)
-            return relative, None
+    def add_chunk(self, data: bytes, held: int) -> Future[tuple[str, int]]:
+        """Queue one chunk of a large file; the future gives its key (relative) and stored size once it is stored
+        or known.
 
-        def upload() -> None:
+        Hashing, naming, compressing and encrypting happen in the upload pool, off the reading thread (hashlib,
+        zstd and AES-GCM release the GIL on large buffers), so the SFTP read goes on meanwhile.
+        """
+
+        def upload() -> tuple[str, int]:
             try:
-                self._put(relative, data, sha)
+                relative = snap.data_key(self.data_key.chunk_name(hashlib.sha256(data).digest()))
+                mine: Future[int] | None = None
+                with self.lock:
+                    size = self.data_keys.get(relative)
+                    other = self.sealing.get(relative) if size is None else None
+                    if size is None and other is None:
+                        mine = self.sealing[relative] = Future()
+                if size is not None:
+                    return relative, size
+                if other is not None:          # the same chunk, being stored by another task: its size
+                    return relative, other.result()
+                assert mine is not None
+                try:
+                    body = self.data_key.seal(blob.DATA, data)
+                    self._put(relative, body, hashlib.sha256(body).hexdigest())
+                except BaseException as exc:
+                    with self.lock:
+                        self.sealing.pop(relative, None)
+                    mine.set_exception(exc)
+                    raise
+                with self.lock:
+                    self.data_keys[relative] = len(body)
+                    self.sealing.pop(relative, None)
+                mine.set_result(len(body))
+                return relative, len(body)
             finally:
                 self.budget.release(held)
 
-        return relative, self.pool.submit(upload)
+        return self.pool.submit(upload)
 
     def wait(self) -> None:
         """Every upload submitted so far has finished; the first failure is raised."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from cloudbackup.backup import blob, keys
 from cloudbackup.backup import format as snap
 from cloudbackup.backup.format import object_key
 from cloudbackup.backup.repository import load_manifest
@@ -60,7 +61,20 @@ class RestoreResult:
 def file_bytes(store: ObjectStore, customer_id: str, entry: snap.FileEntry,
                piece: int = 256 * 1024) -> Iterator[memoryview]:
     """The file's bytes in order, as views of one reused buffer (each valid until the next is asked for), in
-    pieces small enough to stay in the CPU cache between hashing and writing."""
+    pieces small enough to stay in the CPU cache between hashing and writing. A sealed entry's ranges are
+    each fetched whole, authenticated and decrypted (BlobError on a damaged one)."""
+    if entry.sealed:
+        data_key = keys.require(store, customer_id)
+        for key, offset, length in entry.chunks:
+            if offset == 0 and key.startswith(snap.DATA):
+                raw = store.get_bytes(object_key(customer_id, key))
+            else:
+                raw = store.get_bytes(object_key(customer_id, key), offset, length)
+            view = memoryview(data_key.open(blob.DATA, raw))
+            del raw
+            for start in range(0, len(view), piece):
+                yield view[start:start + piece]
+        return
     for key, offset, length in entry.chunks:
         if offset == 0 and key.startswith(snap.DATA):
             # A whole chunk: a plain GET, without a Range header, costs the S3 server (SeaweedFS) far less; an
@@ -300,9 +314,18 @@ class _Restore:
         with self.lock:
             self.result.failures.append(f"{path}: {why}")
 
+    def mismatch(self, entry: snap.FileEntry, why: str) -> None:
+        """Stored bytes that are not the file's (a damaged or forged blob): like a sha256 mismatch."""
+        log.error("restore: %s does not match the manifest: %s", entry.path, why)
+        with self.lock:
+            self.result.mismatches.append(entry.path)
+
     def one(self, entry: snap.FileEntry, data: Iterable[bytes | memoryview]) -> None:
         try:
             got = self.target.write_file(relative_target(entry.path), entry, data)
+        except blob.BlobError as exc:
+            self.mismatch(entry, str(exc))
+            return
         except Exception as exc:  # noqa: BLE001 - one bad file never stops the others
             self.fail(entry.path, f"{type(exc).__name__}: {exc}")
             return
@@ -327,7 +350,16 @@ class _Restore:
         view = memoryview(body)
         for e in entries:
             _, offset, length = e.chunks[0]
-            self.one(e, [bytes(view[offset - start:offset - start + length])])
+            stored = view[offset - start:offset - start + length]
+            if not e.sealed:
+                self.one(e, [bytes(stored)])
+                continue
+            try:
+                plain = keys.require(self.store, self.customer_id).open(blob.DATA, stored)
+            except blob.BlobError as exc:
+                self.mismatch(e, f"its blob in {pack} does not open: {exc}")
+                continue
+            self.one(e, [plain])
 
     def link(self, entry: snap.FileEntry) -> None:
         try:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +16,7 @@ from cloudbackup.edges import db
 DB_CONN_ID = os.environ.get("CLOUDBACKUP_DB_CONN_ID", "cloudbackup_db")
 S3_CONN_ID = os.environ.get("CLOUDBACKUP_S3_CONN_ID", "cloudbackup_s3")
 SMTP_CONN_ID = os.environ.get("CLOUDBACKUP_SMTP_CONN_ID", "cloudbackup_smtp")
+MASTER_KEY_CONN_ID = os.environ.get("CLOUDBACKUP_MASTER_KEY_CONN_ID", "cloudbackup_master_key")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,79 @@ class SmtpEndpoint:
     password: str | None = field(default=None, repr=False)
     starttls: bool = False
     ssl: bool = False
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    """The key that wraps every customer's data key: an id (named in each key file) and 32 secret bytes."""
+
+    key_id: str
+    key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MasterKeys:
+    """The current master key (wraps new and rotated data keys) and older ones still accepted for reading."""
+
+    current: MasterKey
+    previous: tuple[MasterKey, ...] = ()
+
+    def by_id(self, key_id: str) -> MasterKey | None:
+        return next((k for k in (self.current, *self.previous) if k.key_id == key_id), None)
+
+
+class MasterKeyMissing(RuntimeError):
+    """No master key is configured: the service refuses to store customer data unencrypted."""
+
+
+_KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _master_key(key_id: str, b64: str, where: str) -> MasterKey:
+    if not _KEY_ID.match(key_id or ""):
+        raise ValueError(f"{where}: the master key id must be 1-64 of A-Z a-z 0-9 . _ - (got {key_id!r})")
+    try:
+        key = base64.b64decode(b64.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{where}: master key {key_id!r} is not valid base64") from None
+    if len(key) != 32:
+        raise ValueError(f"{where}: master key {key_id!r} must be 32 bytes (base64 of 32 random bytes), "
+                         f"got {len(key)}")
+    return MasterKey(key_id, key)
+
+
+def master_keys(conn_id: str = MASTER_KEY_CONN_ID) -> MasterKeys:
+    """The master keys: environment CLOUDBACKUP_MASTER_KEY (+ _ID, _PREVIOUS) when set, else the connection.
+
+    Connection `cloudbackup_master_key`: password = base64 of 32 random bytes, extra `key_id` (required) and
+    `previous` (a list of {"key_id", "key"}: keys still accepted for unwrapping, e.g. during a rotation).
+    Environment: CLOUDBACKUP_MASTER_KEY (base64), CLOUDBACKUP_MASTER_KEY_ID, and CLOUDBACKUP_MASTER_KEY_PREVIOUS
+    as `id:base64,id:base64`. Neither → MasterKeyMissing (never a silent fall-back to plaintext).
+    """
+    env = os.environ.get("CLOUDBACKUP_MASTER_KEY")
+    if env:
+        where = "environment CLOUDBACKUP_MASTER_KEY"
+        current = _master_key(os.environ.get("CLOUDBACKUP_MASTER_KEY_ID", ""), env, where)
+        from_env: list[MasterKey] = []
+        for item in filter(None, os.environ.get("CLOUDBACKUP_MASTER_KEY_PREVIOUS", "").split(",")):
+            key_id, _, b64 = item.strip().partition(":")
+            from_env.append(_master_key(key_id, b64, "environment CLOUDBACKUP_MASTER_KEY_PREVIOUS"))
+        return MasterKeys(current, tuple(from_env))
+    try:
+        c = _connection(conn_id)
+    except Exception as exc:  # noqa: BLE001 - Airflow raises its own NotFound type; any failure means "none"
+        raise MasterKeyMissing(
+            f"no master key: set the Airflow connection {conn_id!r} (password = base64 of 32 random bytes, "
+            "extra key_id) or CLOUDBACKUP_MASTER_KEY and CLOUDBACKUP_MASTER_KEY_ID; customer data is never "
+            f"stored unencrypted ({type(exc).__name__})") from None
+    where = f"connection {conn_id!r}"
+    extra = c.extra_dejson
+    if not c.password:
+        raise MasterKeyMissing(f"{where}: the password (base64 master key) is empty")
+    current = _master_key(str(extra.get("key_id", "")), c.password, where)
+    previous = tuple(_master_key(str(p.get("key_id", "")), str(p.get("key", "")), where + " extra previous")
+                     for p in extra.get("previous", []) or [])
+    return MasterKeys(current, previous)
 
 
 def _connection(conn_id: str) -> Any:

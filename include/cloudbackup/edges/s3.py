@@ -95,6 +95,11 @@ class ObjectStore:
     def remove(self, key: str) -> None:
         self.client.remove_object(self.bucket, key)
 
+    def list_folders(self, prefix: str) -> list[str]:
+        """The "folders" right below `prefix` (common prefixes of a non-recursive LIST), e.g. each customer's."""
+        return sorted(o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=False)
+                      if o.is_dir)
+
     def metadata(self, key: str) -> dict[str, str]:
         """User metadata of the object, lower-cased names without the x-amz-meta- prefix."""
         stat = self.client.stat_object(self.bucket, key)
