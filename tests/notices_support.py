@@ -31,14 +31,18 @@ def suspended(customer: Customer, reason: str, at: datetime | None = None) -> tu
 
 
 def record_run(conn: sa.Connection, customer_id: str, run_key: str, errors: list[tuple[str, str]],
-               stored_bytes: int | None = None, started_at: datetime | None = None, files: int = 100) -> int:
-    """A finished backup run with its collection errors, as rows (the backup engine's records)."""
+               stored_bytes: int | None = None, started_at: datetime | None = None, files: int = 100,
+               basis: str = "stored_bytes") -> int:
+    """A finished backup run with its collection errors, as rows (the backup engine's records); the figure given
+    is both its stored bytes and its contract figure, on `basis`."""
     start = started_at or datetime(2026, 11, 24, 17, 0, tzinfo=UTC)
     run_id = insert_returning_id(conn, (
         "INSERT INTO backup_runs (customer_id, run_key, status, started_at, finished_at, files_collected, "
-        "bytes_collected, collection_error_count, stored_bytes) VALUES (:c, :k, :s, :t, :t, :f, 0, :n, :sb)"),
+        "bytes_collected, collection_error_count, stored_bytes, counted_bytes, capacity_basis) "
+        "VALUES (:c, :k, :s, :t, :t, :f, 0, :n, :sb, :sb, :basis)"),
         {"c": customer_id, "k": run_key, "s": "succeeded_with_errors" if errors else "succeeded",
-         "t": to_db_time(start), "f": files, "n": len(errors), "sb": stored_bytes})
+         "t": to_db_time(start), "f": files, "n": len(errors), "sb": stored_bytes,
+         "basis": None if stored_bytes is None else basis})
     if errors:
         conn.execute(sa.text("INSERT INTO collection_errors (backup_run_id, customer_id, path, reason, detail, "
                              "recorded_at) VALUES (:r, :c, :p, :reason, '', :t)"),
@@ -47,11 +51,12 @@ def record_run(conn: sa.Connection, customer_id: str, run_key: str, errors: list
 
 
 def record_capacity_event(conn: sa.Connection, customer_id: str, run_id: int | None, threshold: int,
-                          stored_bytes: int, capacity_bytes: int, at: datetime | None = None) -> int:
+                          stored_bytes: int, capacity_bytes: int, at: datetime | None = None,
+                          basis: str = "stored_bytes") -> int:
     return insert_returning_id(conn, (
-        "INSERT INTO capacity_events (customer_id, backup_run_id, threshold_percent, stored_bytes, "
-        "contract_capacity_bytes, recorded_at) VALUES (:c, :r, :t, :s, :cap, :at)"),
-        {"c": customer_id, "r": run_id, "t": threshold, "s": stored_bytes, "cap": capacity_bytes,
+        "INSERT INTO capacity_events (customer_id, backup_run_id, threshold_percent, stored_bytes, counted_bytes, "
+        "capacity_basis, contract_capacity_bytes, recorded_at) VALUES (:c, :r, :t, :s, :s, :basis, :cap, :at)"),
+        {"c": customer_id, "r": run_id, "t": threshold, "s": stored_bytes, "cap": capacity_bytes, "basis": basis,
          "at": to_db_time(at or datetime(2026, 11, 24, 17, 30, tzinfo=UTC))})
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from cloudbackup.backup.capacity import CapacityBasis
 from cloudbackup.backup.outcomes import CollectionError, SkipReason
 from cloudbackup.backup.records import finish_run, record_skipped, start_run
 from cloudbackup.billing import BillingMonth, exports
@@ -39,9 +40,13 @@ def _customers(registry_dir: Path, *specs: tuple[str, str]) -> None:
 
 
 def _run(engine: sa.Engine, customer_id: str, key: str, *, files: int, stored: int,
-         errors: list[CollectionError] = ()) -> int:
+         errors: list[CollectionError] = (), counted: int | None = None) -> int:
+    """A finished run; without `counted`, the contract figure is its stored bytes (basis stored_bytes), else
+    `counted` on the default basis (the customer's data as of the snapshot)."""
     run_id = start_run(engine, customer_id, key)
-    finish_run(engine, run_id, customer_id, files=files, bytes_=files * 1000, errors=list(errors), stored_bytes=stored)
+    basis = CapacityBasis.STORED_BYTES if counted is None else CapacityBasis.SOURCE_BYTES
+    finish_run(engine, run_id, customer_id, files=files, bytes_=files * 1000, errors=list(errors), stored_bytes=stored,
+               counted_bytes=stored if counted is None else counted, capacity_basis=basis)
     return run_id
 
 
@@ -89,6 +94,34 @@ def test_fleet_shows_each_customers_last_run_stored_capacity_and_stuck_notices(
     assert [f.code for f in alpha.flags] == ["with_errors", "stuck_notices", "near_capacity"]
 
 
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_the_contract_figure_and_its_share_are_shown_beside_the_operators_stored_bytes(
+        registry_dir: Path, engine: sa.Engine, lang: str) -> None:
+    """Art. 6, 17(3), 18(5): what counts against the contract is the customer's data as of its latest snapshot
+    (40 GB of a 100 GB plan: 40 %), not the 95 GB the operator stores for it (history, dedup, garbage). The fleet
+    and customer pages show the contract figure with its share and basis, and the stored bytes on their own
+    labelled line, in both languages; near-capacity follows the contract figure."""
+    _customers(registry_dir, ("flat", "active"))
+    _run(engine, "flat", "r1", files=4, stored=95 * GB, counted=40 * GB)
+    registry = load_registry(registry_dir)
+    [row] = console.fleet(engine, registry.customers, load_catalog(registry_dir / "catalog.yaml"), utcnow())
+    assert (row.counted_bytes, row.capacity_basis, row.stored_bytes) == (40 * GB, "source_bytes", 95 * GB)
+    assert round(row.capacity_percent) == 40 and "near_capacity" not in [f.code for f in row.flags]
+
+    words = {"en": ("Counted / contract", "data as of the latest snapshot", "stored in S3 (operator): 95.0 GB"),
+             "ja": ("契約対象量 / 契約容量", "最新スナップショット時点のデータ量",
+                    "S3 保存量（運用者の値）: 95.0 GB")}[lang]
+    fleet_page = console_web.fleet_html(engine, registry_dir, {}, utcnow(), lang=lang)
+    assert "40.0 GB / 100.0 GB (40%)" in fleet_page and "95.0 GB / 100" not in fleet_page
+    for label in words:
+        assert label in fleet_page
+    detail = console.customer_detail(engine, registry.get("flat"), load_catalog(registry_dir / "catalog.yaml"),
+                                     utcnow())
+    customer_page = console_web.render_customer(detail, registry.get("flat"), utcnow(), lang=lang)
+    assert "40.0 GB / 100.0 GB (40%)" in customer_page and words[2] in customer_page
+    assert {"en": "Counted against the contract", "ja": "契約容量の対象量"}[lang] in customer_page
+
+
 def test_suspended_customers_have_no_next_run_and_windows_show_maintenance(registry_dir: Path,
                                                                            engine: sa.Engine) -> None:
     """Art. 13 (maintenance windows) and 14 (suspension): the fleet shows why a customer is not collected."""
@@ -119,7 +152,7 @@ def test_open_collection_errors_are_those_of_the_latest_run_that_collected(regis
     detail = console.customer_detail(engine, customer, catalog, utcnow())
     assert [(e.path, e.reason, e.run_key) for e in detail.open_errors] == [(HOSTILE_PATH, "permission_denied", "r1")]
     assert [r.run_key for r in detail.runs] == ["r2", "r1"]
-    assert [p.stored_bytes for p in detail.capacity] == [GB]
+    assert [(p.counted_bytes, p.stored_bytes) for p in detail.capacity] == [(GB, GB)]
 
     _run(engine, "gamma", "r3", files=6, stored=2 * GB)
     detail = console.customer_detail(engine, customer, catalog, utcnow())
@@ -172,10 +205,11 @@ def test_finance_months_total_the_issued_invoices_and_the_csv_matches_the_billin
     assert body == written.read_bytes()
 
 
-def _row(cid: str, name: str, stored: int | None, state: str = "active",
+def _row(cid: str, name: str, counted: int | None, state: str = "active",
          flags: tuple[Flag, ...] = ()) -> console.FleetRow:
-    return console.FleetRow(cid, name, f"backup_{cid}", "standard-100", state, 100 * GB, stored, None, None, 0, 0,
-                            flags=flags)
+    return console.FleetRow(cid, name, f"backup_{cid}", "standard-100", state, 100 * GB, counted, None, None, 0, 0,
+                            flags=flags, counted_bytes=counted,
+                            capacity_basis=None if counted is None else "stored_bytes")
 
 
 def test_sorting_and_filtering_the_fleet() -> None:
@@ -361,9 +395,10 @@ def test_every_console_label_has_a_japanese_translation() -> None:
     """Every `_("…")` of the console's templates and every flag and reason has its Japanese."""
     text = "".join(t.read_text("utf-8") for t in TEMPLATES.glob("*.j2"))
     labels = set(re.findall(r'_\(\s*"([^"]+)"', text)) | set(re.findall(r"_\(\s*'([^']+)'", text))
-    labels -= {"flag:"}                                        # _("flag:" ~ code): each code is added below
+    labels -= {"flag:", "basis:"}                              # _("flag:" ~ code): each code is added below
     labels |= {label for _, label in console_web.FLEET_COLUMNS}
     labels |= {f"flag:{c}" for c in attention.FLAGS} | {f"reason:{c}" for c in attention.FLAGS}
+    labels |= {f"basis:{b}" for b in CapacityBasis}
     labels |= {"succeeded", "succeeded with errors", "failed", "running", "skipped", "active", "maintenance",
                "suspended", "broken", "pending", "stuck", "sent", "queued", "success", "Not allowed", "Restore run"}
     assert sorted(label for label in labels if label not in i18n.JA) == []
@@ -374,9 +409,9 @@ def test_the_fleet_page_in_japanese(registry_dir: Path, engine: sa.Engine) -> No
     _customers(registry_dir, ("alpha", "active"))
     html = console_web.fleet_html(engine, registry_dir, {}, utcnow(), lang="ja")
     assert '<html lang="ja">' in html
-    for label in ("要対応", "顧客", "前回の実行", "保存量 / 契約容量", "一度も実行なし", "予定（"):
+    for label in ("要対応", "顧客", "前回の実行", "契約対象量 / 契約容量", "一度も実行なし", "予定（"):
         assert label in html
-    for english in ("Needs attention", "Stored / contract", "Never run", "never ran"):
+    for english in ("Needs attention", "Counted / contract", "Never run", "never ran"):
         assert english not in html
 
 

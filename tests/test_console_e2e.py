@@ -30,6 +30,7 @@ from devtools.console_seed import seed_attention_cases, seed_fleet
 
 from cloudbackup.backup import format as snap
 from cloudbackup.backup.archiver import run_backup
+from cloudbackup.backup.capacity import CapacityBasis
 from cloudbackup.backup.outcomes import CollectionError
 from cloudbackup.backup.records import finish_run, record_snapshot, start_run
 from cloudbackup.billing import BillingMonth, exports
@@ -84,8 +85,10 @@ def _seed(engine: sa.Engine, registry: Path, store: ObjectStore,
         customer_yaml("hostile", paths=[AREA]).replace(
             "name: テスト顧客 hostile", f"name: '{HOSTILE_NAME}'"), encoding="utf-8")
     run_id = start_run(engine, "hostile", "manual__hostile")
-    finish_run(engine, run_id, "hostile", files=3, bytes_=3000, stored_bytes=60 * 10**9,
-               errors=[CollectionError(HOSTILE_PATH, "name_policy", "control characters in the name")])
+    # Its data as of the snapshot counts against the contract (60 GB); the operator stores 75 GB for it.
+    finish_run(engine, run_id, "hostile", files=3, bytes_=3000, stored_bytes=75 * 10**9,
+               errors=[CollectionError(HOSTILE_PATH, "name_policy", "control characters in the name")],
+               counted_bytes=60 * 10**9, capacity_basis=CapacityBasis.SOURCE_BYTES)
     # A real snapshot of its area, taken over SFTP into S3 (the console browses its manifest; a restore
     # started from the console reads its objects).
     write_tree(sshd.root / AREA.lstrip("/"), SNAPSHOT_FILES)
@@ -382,7 +385,12 @@ def test_every_attention_flag_japanese_the_dag_tab_and_a_restore_in_chromium(
         assert "DAG が Airflow で一時停止されています" in page.locator(f'tr[data-customer="{PAUSED}"]').inner_text()
         _shot(page, "console-fleet-ja.png")
         page.goto(f"{base}/cloudbackup/customers/full-co")
-        assert page.locator("html").get_attribute("lang") == "ja" and "保存量の推移" in page.content()
+        assert page.locator("html").get_attribute("lang") == "ja" and "容量の推移" in page.content()
+        # The contract figure (95 GB of 100 GB: the data as of its latest snapshot) and, labelled apart, the bytes
+        # the operator stores for it (art. 6, 17(3)).
+        figure = page.locator("#contract-figure").inner_text()
+        assert figure.startswith("契約容量の対象量") and "95.0 GB / 100.0 GB (95%)" in figure
+        assert "最新スナップショット時点のデータ量" in figure and "S3 保存量（運用者の値）: 123.5 GB" in figure
         _shot(page, "console-customer-ja.png")
         page.goto(f"{base}/cloudbackup/?lang=en")
 
@@ -478,10 +486,14 @@ def test_an_operator_logs_in_and_reads_fleet_customer_and_finance_pages_in_chrom
         hostile = page.locator('tr[data-customer="hostile"]')
         assert HOSTILE_NAME in hostile.inner_text()
         assert hostile.get_by_role("link", name="backup_hostile").get_attribute("href") == "/dags/backup_hostile"
+        # Art. 6, 17(3): the contract figure and its share, and beside it, labelled, the operator's stored bytes.
         assert "60.0 GB / 100.0 GB (60%)" in hostile.inner_text()
+        assert hostile.locator('[data-figure="basis"]').inner_text() == "data as of the latest snapshot"
+        assert hostile.locator('[data-figure="stored"]').inner_text() == "stored in S3 (operator): 75.0 GB"
+        assert hostile.locator("[role=meter]").get_attribute("aria-valuenow") == "60"
         assert page.locator('tr[data-customer="hostile"] .badge').first.inner_text() == "succeeded with errors"
 
-        page.get_by_role("link", name="Stored / contract").click()
+        page.get_by_role("link", name="Counted / contract").click()
         percents = [float(v) for v in page.locator("#fleet tbody [role=meter]").evaluate_all(
             "els => els.map(e => e.getAttribute('aria-valuenow'))")]
         assert percents == sorted(percents, reverse=True) and len(percents) >= SEEDED
@@ -497,12 +509,14 @@ def test_an_operator_logs_in_and_reads_fleet_customer_and_finance_pages_in_chrom
         # Customer page: capacity chart, open collection errors (escaped path), snapshots, restore link.
         page.get_by_role("link", name=HOSTILE_NAME).click()
         assert page.locator("h1").inner_text().startswith(HOSTILE_NAME)
-        assert page.locator("#capacity-chart polyline").count() == 1
+        assert page.locator("#capacity-chart polyline.counted").count() == 1
+        assert page.locator("#capacity-chart polyline.stored").count() == 1
+        assert "60.0 GB / 100.0 GB (60%)" in page.locator("#contract-figure").inner_text()
         assert HOSTILE_PATH in page.locator("#errors").inner_text()
         assert console_server.snapshot in page.locator("#snapshots").inner_text()
         assert page.locator("#restore-link").get_attribute("href") == "/dags/restore"
         page.goto(f"{base}/cloudbackup/customers/{fullest}")
-        assert page.locator("#capacity-chart polyline").get_attribute("points").count(",") >= 300
+        assert page.locator("#capacity-chart polyline.counted").get_attribute("points").count(",") >= 300
         if fullest_percent >= 80:      # the capacity notices it crossed are marked on the chart
             assert page.locator("#capacity-chart circle").count() >= 1
         _shot(page, "console-customer.png")

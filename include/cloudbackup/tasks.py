@@ -44,7 +44,9 @@ class CollectSummary:
     files_read: int            # of which read over SFTP this run (new or changed)
     bytes_uploaded: int
     collection_errors: int
-    stored_bytes: int
+    stored_bytes: int           # the operator's figure: every object under the customer's prefix in S3
+    counted_bytes: int          # the contract figure (art. 6, 17(3)) on capacity_basis
+    capacity_basis: str
     contract_capacity_bytes: int
     capacity_thresholds_crossed: list[int]
 
@@ -184,25 +186,31 @@ def _collect_run(engine: Engine, customer: Customer, run_id: int, run_key: str, 
                         run_key, customer.sftp.paths, customer.sftp.excludes, options.name_policy, options.engine,
                         damaged=damaged)
     held = repository.stored_bytes(store, customer.id)
+    # What counts against the contract (art. 6, 17(3), 18(5)): by default the customer's data as of this snapshot.
+    counted = options.capacity_basis.counted_bytes(result.bytes, held)
     # The run's outcome and the notices it causes (art. 17(2), 17(3)) commit together or not at all.
     with engine.begin() as conn:
         healing = health.settle_run(conn, customer.id, run_id, result)    # ops read it in the run's detail
         status = records.finish_run(conn, run_id, customer.id, files=result.files, bytes_=result.bytes,
-                                    errors=result.errors, stored_bytes=held, detail=healing)
+                                    errors=result.errors, stored_bytes=held, detail=healing,
+                                    counted_bytes=counted, capacity_basis=options.capacity_basis)
         records.record_snapshot(conn, run_id, customer.id, result.snapshot_id,
                                 snapshot.object_key(customer.id, snapshot.snapshot_key(result.snapshot_id)),
                                 file_count=result.files, total_bytes=result.bytes, files_read=result.files_read,
                                 bytes_uploaded=result.bytes_uploaded)
-        crossed = records.record_crossings(conn, customer.id, run_id, held, cap, options.capacity_thresholds)
+        crossed = records.record_crossings(conn, customer.id, run_id, counted, cap, options.capacity_thresholds,
+                                           basis=options.capacity_basis, stored_bytes=held)
         queued = outbox.queue_run_notices(conn, customer, run_id)
-    log.info("%s: stored %d bytes of %d contracted (%.1f %%)%s", customer.id, held, cap, held * 100 / cap,
+    log.info("%s: %d bytes count against %d contracted (%.1f %%, %s); %d bytes stored in S3%s", customer.id,
+             counted, cap, counted * 100 / cap, options.capacity_basis, held,
              f"; capacity thresholds crossed: {crossed}" if crossed else "")
     if queued:
         log.info("%s: %d notice(s) queued for delivery by the deliver_notices DAG", customer.id, queued)
     for error in result.errors:
         log.warning("collection error [%s] %s: %s", error.reason, error.path, error.detail)
     return asdict(CollectSummary(customer.id, status.value, result.snapshot_id, result.files, result.bytes,
-                                 result.files_read, result.bytes_uploaded, len(result.errors), held, cap, crossed))
+                                 result.files_read, result.bytes_uploaded, len(result.errors), held, counted,
+                                 options.capacity_basis.value, cap, crossed))
 
 
 def restore(customer_id: str, target: str, snapshot_id: str | None = None, sub_path: str | None = None,

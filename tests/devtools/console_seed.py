@@ -16,6 +16,7 @@ from cloudbackup.edges.db import to_db_time
 from cloudbackup.registry.catalog import GB
 
 PLANS = (("standard-100", 100), ("business-500", 500))
+STORED_OVER_SOURCE = 1.3    # the operator's stored bytes (snapshot history included) over the data of the snapshot
 _COMPANIES = ("田中商事株式会社", "さくら物流株式会社", "山本製作所", "北斗会計事務所", "Globex Japan K.K.",
               "みなと歯科クリニック", "青葉設計株式会社", "東都印刷株式会社", "かもめ不動産", "Initech Tokyo")
 
@@ -92,17 +93,22 @@ def seed_fleet(engine: Engine, registry_dir: Path, *, customers: int, days: int,
                              "st": to_db_time(started), "f": to_db_time(started + timedelta(minutes=7)),
                              "n": 0 if status == "failed" else rng.randint(100, 50_000),
                              "b": 0 if status == "failed" else int(growth * rng.uniform(1, 4)), "e": errors,
-                             "sb": None if status == "failed" else int(stored)})
+                             # The walk is the contract figure (the data as of each snapshot); the operator's
+                             # stored bytes hold the history besides (README "What counts against the contract").
+                             "cb": None if status == "failed" else int(stored),
+                             "basis": None if status == "failed" else "source_bytes",
+                             "sb": None if status == "failed" else int(stored * STORED_OVER_SOURCE)})
             conn.execute(sa.text(
                 "INSERT INTO backup_runs (customer_id, run_key, status, started_at, finished_at, files_collected, "
-                "bytes_collected, collection_error_count, stored_bytes) "
-                "VALUES (:c, :k, :s, :st, :f, :n, :b, :e, :sb)"), runs)
+                "bytes_collected, collection_error_count, stored_bytes, counted_bytes, capacity_basis) "
+                "VALUES (:c, :k, :s, :st, :f, :n, :b, :e, :sb, :cb, :basis)"), runs)
             if crossed:
                 conn.execute(sa.text(
-                    "INSERT INTO capacity_events (customer_id, threshold_percent, stored_bytes, "
-                    "contract_capacity_bytes, recorded_at) VALUES (:c, :t, :s, :cap, :at)"),
-                    [{"c": c.id, "t": t, "s": b, "cap": c.capacity_gb * GB, "at": to_db_time(at)}
-                     for t, b, at in crossed])
+                    "INSERT INTO capacity_events (customer_id, threshold_percent, counted_bytes, capacity_basis, "
+                    "stored_bytes, contract_capacity_bytes, recorded_at) "
+                    "VALUES (:c, :t, :cb, 'source_bytes', :s, :cap, :at)"),
+                    [{"c": c.id, "t": t, "cb": b, "s": int(b * STORED_OVER_SOURCE), "cap": c.capacity_gb * GB,
+                      "at": to_db_time(at)} for t, b, at in crossed])
         last = conn.execute(sa.text(
             "SELECT r.id, r.customer_id, r.collection_error_count, r.started_at FROM backup_runs r JOIN "
             "(SELECT customer_id, MAX(started_at) AS m FROM backup_runs GROUP BY customer_id) l "
@@ -157,7 +163,8 @@ def seed_attention_cases(engine: Engine, registry_dir: Path, now: datetime) -> d
         runs.append({"c": cid, "k": key, "s": status, "st": to_db_time(started),
                      "f": None if minutes is None else to_db_time(started + timedelta(minutes=minutes)),
                      "n": 0 if status != "succeeded" else 1200, "b": 0 if stored is None else 10**8, "e": 0,
-                     "sb": stored})
+                     "cb": stored, "basis": None if stored is None else "source_bytes",
+                     "sb": None if stored is None else int(stored * STORED_OVER_SOURCE)})
     for d in range(1, 8):
         for cid in ("slow-co", "held-co", "failed-co", "stuck-co", "full-co"):
             run(cid, f"scheduled__{d}", slot - timedelta(days=d) + timedelta(minutes=1),
@@ -171,8 +178,8 @@ def seed_attention_cases(engine: Engine, registry_dir: Path, now: datetime) -> d
     with engine.begin() as conn:
         conn.execute(sa.text(
             "INSERT INTO backup_runs (customer_id, run_key, status, started_at, finished_at, files_collected, "
-            "bytes_collected, collection_error_count, stored_bytes) VALUES (:c, :k, :s, :st, :f, :n, :b, :e, :sb)"),
-            runs)
+            "bytes_collected, collection_error_count, stored_bytes, counted_bytes, capacity_basis) "
+            "VALUES (:c, :k, :s, :st, :f, :n, :b, :e, :sb, :cb, :basis)"), runs)
         conn.execute(sa.text(
             "INSERT INTO notices (kind, customer_id, recipient, subject, body_text, idempotency_key, message_id, "
             "created_at, attempts, last_error, stuck_at) VALUES ('capacity', 'stuck-co', 'x@stuck.example.jp', "

@@ -1,8 +1,9 @@
 """Backup-run records in the project's database: runs, collection errors, snapshots, capacity events.
 
 Row meanings: a `collection_errors` row is one path of one run that was not collected (its reason a
-`CollectionErrorReason`); a `capacity_events` row is one threshold the customer's stored bytes crossed
-upwards in that run. Statuses and reasons are the enums of `backup.outcomes`.
+`CollectionErrorReason`); a `capacity_events` row is one threshold the customer's contract figure
+(`counted_bytes`, on the run's `capacity_basis`) crossed upwards in that run. Statuses and reasons are the
+enums of `backup.outcomes`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from cloudbackup.backup.capacity import DEFAULT_THRESHOLDS, crossings
+from cloudbackup.backup.capacity import DEFAULT_THRESHOLDS, CapacityBasis, crossings
 from cloudbackup.backup.outcomes import CollectionError, RunStatus, SkipReason
 from cloudbackup.backup.runcontrol import Lease, LeaseDecision, RunningRecord, dead_run_reason, lease_decision
 from cloudbackup.clock import utcnow
@@ -30,6 +31,7 @@ def start_run(bind: Engine | Connection, customer_id: str, run_key: str) -> int:
             conn.execute(sa.text("DELETE FROM capacity_events WHERE backup_run_id = :r"), {"r": row.id})
             conn.execute(sa.text("UPDATE backup_runs SET status = :s, started_at = :t, finished_at = NULL, "
                                  "files_collected = 0, bytes_collected = 0, collection_error_count = 0, "
+                                 "stored_bytes = NULL, counted_bytes = NULL, capacity_basis = NULL, "
                                  "skip_reason = NULL, detail = NULL WHERE id = :r"),
                          {"s": RunStatus.RUNNING, "t": to_db_time(utcnow()), "r": row.id})
             return int(row.id)
@@ -42,8 +44,12 @@ def start_run(bind: Engine | Connection, customer_id: str, run_key: str) -> int:
 def finish_run(bind: Engine | Connection, run_id: int, customer_id: str, *, files: int, bytes_: int,
                errors: list[CollectionError], stored_bytes: int | None,
                status: RunStatus | None = None, skip_reason: SkipReason | None = None,
-               detail: str | None = None) -> RunStatus:
+               detail: str | None = None, counted_bytes: int | None = None,
+               capacity_basis: CapacityBasis | None = None) -> RunStatus:
     """Close the run with its collection errors in one transaction; returns the final status.
+
+    `stored_bytes` is the operator's figure (the customer's objects in S3); `counted_bytes` the contract figure on
+    `capacity_basis` (art. 6, 17(3)), which capacity events compare with the contract capacity.
 
     `detail` is the operator's explanation (why it failed, which window skipped it): never shown to customers.
     """
@@ -58,9 +64,10 @@ def finish_run(bind: Engine | Connection, run_id: int, customer_id: str, *, file
                  for e in errors])
         conn.execute(sa.text("UPDATE backup_runs SET status = :s, finished_at = :t, files_collected = :f, "
                              "bytes_collected = :b, collection_error_count = :n, stored_bytes = :sb, "
-                             "skip_reason = :sr, detail = :d WHERE id = :r"),
+                             "counted_bytes = :cb, capacity_basis = :basis, skip_reason = :sr, detail = :d "
+                             "WHERE id = :r"),
                      {"s": final, "t": now, "f": files, "b": bytes_, "n": len(errors), "sb": stored_bytes,
-                      "sr": skip_reason, "d": detail, "r": run_id})
+                      "cb": counted_bytes, "basis": capacity_basis, "sr": skip_reason, "d": detail, "r": run_id})
     return final
 
 
@@ -83,26 +90,34 @@ def record_snapshot(bind: Engine | Connection, run_id: int, customer_id: str, sn
              "tb": total_bytes, "fr": files_read, "bu": bytes_uploaded, "t": to_db_time(utcnow())})
 
 
-def previous_stored_bytes(bind: Engine | Connection, customer_id: str, run_id: int) -> int | None:
-    """Stored bytes measured by the customer's latest earlier run that measured them."""
+def previous_counted_bytes(bind: Engine | Connection, customer_id: str, run_id: int) -> int | None:
+    """The contract figure of the customer's latest earlier run that recorded one.
+
+    Whatever its basis: after the operator switches `capacity_basis`, the first run compares with the figure the
+    customer was last measured (and notified) by, so a switch to a smaller figure repeats no notice, and a switch
+    to a larger one notifies the thresholds it now passes.
+    """
     with transaction(bind) as conn:
         return conn.execute(sa.text(
-            "SELECT stored_bytes FROM backup_runs WHERE customer_id = :c AND id <> :r AND stored_bytes IS NOT NULL "
+            "SELECT counted_bytes FROM backup_runs WHERE customer_id = :c AND id <> :r AND counted_bytes IS NOT NULL "
             "ORDER BY finished_at DESC, id DESC LIMIT 1"), {"c": customer_id, "r": run_id}).scalar()
 
 
-def record_crossings(bind: Engine | Connection, customer_id: str, run_id: int, stored_bytes: int, capacity_bytes: int,
-                     thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS) -> list[int]:
-    """Insert one capacity_events row per threshold crossed by this run; returns the thresholds."""
-    crossed = crossings(previous_stored_bytes(bind, customer_id, run_id), stored_bytes, capacity_bytes, thresholds)
+def record_crossings(bind: Engine | Connection, customer_id: str, run_id: int, counted_bytes: int,
+                     capacity_bytes: int, thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS, *,
+                     basis: CapacityBasis, stored_bytes: int) -> list[int]:
+    """Insert one capacity_events row per threshold the contract figure (`counted_bytes`, on `basis`) crossed in
+    this run; the operator's stored bytes are kept beside it. Returns the thresholds."""
+    crossed = crossings(previous_counted_bytes(bind, customer_id, run_id), counted_bytes, capacity_bytes, thresholds)
     if crossed:
         now = to_db_time(utcnow())
         with transaction(bind) as conn:
             conn.execute(sa.text(
-                "INSERT INTO capacity_events (customer_id, backup_run_id, threshold_percent, stored_bytes, "
-                "contract_capacity_bytes, recorded_at) VALUES (:c, :r, :t, :s, :cap, :now)"),
-                [{"c": customer_id, "r": run_id, "t": t, "s": stored_bytes, "cap": capacity_bytes, "now": now}
-                 for t in crossed])
+                "INSERT INTO capacity_events (customer_id, backup_run_id, threshold_percent, counted_bytes, "
+                "capacity_basis, stored_bytes, contract_capacity_bytes, recorded_at) "
+                "VALUES (:c, :r, :t, :cb, :basis, :s, :cap, :now)"),
+                [{"c": customer_id, "r": run_id, "t": t, "cb": counted_bytes, "basis": basis, "s": stored_bytes,
+                  "cap": capacity_bytes, "now": now} for t in crossed])
     return crossed
 
 

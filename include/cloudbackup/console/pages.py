@@ -89,6 +89,7 @@ class Chart:
     y_ticks: tuple[tuple[float, str], ...]   # y, label: 0 at the bottom, growing upwards
     x_ticks: tuple[tuple[float, str], ...]   # x, label: the first of each month, oldest on the left
     markers: tuple[tuple[float, float, str], ...]   # capacity events: x, y, title
+    stored_points: str = ""     # the operator's stored bytes, drawn beside the contract figure, never instead
 
 
 def nice_step(top: float, ticks: int = 5) -> float:
@@ -100,12 +101,14 @@ def nice_step(top: float, ticks: int = 5) -> float:
 
 def capacity_chart(detail: CustomerDetail, now: datetime, days: int = 365,
                    width: int = 760, height: int = 240) -> Chart:
-    """Stored bytes over the last `days`, scaled to an SVG box with a y axis in bytes (round steps, 0 at the
-    bottom) and an x axis of months (Asia/Tokyo, oldest left), and the contract capacity line."""
+    """The contract figure over the last `days` (and, fainter, the operator's stored bytes), scaled to an SVG box
+    with a y axis in bytes (round steps, 0 at the bottom), an x axis of months (Asia/Tokyo, oldest left), and the
+    contract capacity line."""
     pad, left, bottom = 8, 64, height - 24
     start = now - timedelta(days=days)
     capacity = detail.row.contract_capacity_bytes or None
-    peak = max([p.stored_bytes for p in detail.capacity] + [capacity or 0, 1])
+    peak = max([p.counted_bytes for p in detail.capacity] + [p.stored_bytes or 0 for p in detail.capacity]
+               + [capacity or 0, 1])
     step = nice_step(peak * 1.05)
     top = step * math.ceil(peak * 1.05 / step)
     span = (now - start).total_seconds()
@@ -116,8 +119,9 @@ def capacity_chart(detail: CustomerDetail, now: datetime, days: int = 365,
     def y(value: float) -> float:
         return round(bottom - (bottom - pad) * value / top, 1)
 
-    points = " ".join(f"{x(p.at)},{y(p.stored_bytes)}" for p in detail.capacity)
-    markers = tuple((x(e.recorded_at), y(e.stored_bytes), f"{e.threshold_percent}% {tokyo(e.recorded_at)}")
+    points = " ".join(f"{x(p.at)},{y(p.counted_bytes)}" for p in detail.capacity)
+    stored_points = " ".join(f"{x(p.at)},{y(p.stored_bytes)}" for p in detail.capacity if p.stored_bytes is not None)
+    markers = tuple((x(e.recorded_at), y(e.counted_bytes), f"{e.threshold_percent}% {tokyo(e.recorded_at)}")
                     for e in detail.capacity_events if e.recorded_at >= start)
     y_ticks = tuple((y(step * i), human_bytes(int(step * i)) if i else "0")
                     for i in range(int(round(top / step)) + 1))
@@ -128,14 +132,14 @@ def capacity_chart(detail: CustomerDetail, now: datetime, days: int = 365,
             months.append((x(first), first.strftime("%Y-%m")))
         first = (first + timedelta(days=32)).replace(day=1)
     return Chart(width, height, left, bottom, points, y(capacity) if capacity else None, y_ticks, tuple(months),
-                 markers)
+                 markers, stored_points)
 
 
 # ---- page rendering (pure: data in, HTML out) ----------------------------------------------------------
 
 FLEET_PARAMS = ("sort", "dir", "q", "state", "status", "attention", "flag", "page")
 FLEET_COLUMNS = (("name", "Customer"), ("status", "Last run"), ("errors", "Collection errors"),
-                 ("capacity", "Stored / contract"), ("next_run", "Next run"), ("notices", "Notices"))
+                 ("capacity", "Counted / contract"), ("next_run", "Next run"), ("notices", "Notices"))
 PAGE_SIZE = 200     # rows per fleet page: 10,000 customers stay a fast page; counts and filters cover all
 
 

@@ -27,7 +27,7 @@ from cloudbackup.registry.maintenance import Window
 NEAR_CAPACITY_PERCENT = attention.NEAR_CAPACITY_PERCENT   # flagged at or above this share of the contract
 # Only these columns are read, by name, so columns other issues add to the tables never break the console.
 _RUN_COLUMNS = ("id, customer_id, run_key, status, skip_reason, detail, started_at, finished_at, files_collected, "
-                "bytes_collected, collection_error_count, stored_bytes")
+                "bytes_collected, collection_error_count, stored_bytes, counted_bytes, capacity_basis")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,17 @@ class Run:
     files_collected: int
     bytes_collected: int
     collection_error_count: int
+    stored_bytes: int | None            # the operator's figure: the customer's objects in S3
+    counted_bytes: int | None = None    # the contract figure (art. 6, 17(3)), on capacity_basis
+    capacity_basis: str | None = None   # a CapacityBasis value
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A customer's latest capacity measurement: the contract figure on its basis, and the stored bytes."""
+
+    counted_bytes: int | None
+    capacity_basis: str | None
     stored_bytes: int | None
 
 
@@ -65,12 +76,16 @@ class FleetRow:
     notices_stuck: int
     schedule: str = ""
     flags: tuple[Flag, ...] = ()        # why it needs attention (console.attention), in display order
+    counted_bytes: int | None = None    # the contract figure: what counts against the capacity (art. 6, 17(3))
+    capacity_basis: str | None = None   # what counted_bytes measured (a CapacityBasis value)
 
     @property
     def capacity_percent(self) -> float | None:
-        if self.stored_bytes is None or not self.contract_capacity_bytes:
+        """The contract figure's share of the contract capacity (never the stored bytes, unless that is the
+        basis): what capacity notices and the near-capacity flag follow."""
+        if self.counted_bytes is None or not self.contract_capacity_bytes:
             return None
-        return 100.0 * self.stored_bytes / self.contract_capacity_bytes
+        return 100.0 * self.counted_bytes / self.contract_capacity_bytes
 
     @property
     def attention(self) -> bool:
@@ -90,13 +105,15 @@ class CollectionErrorRow:
 @dataclass(frozen=True)
 class CapacityPoint:
     at: datetime
-    stored_bytes: int
+    counted_bytes: int              # the contract figure
+    stored_bytes: int | None        # the operator's figure, drawn beside it
+    capacity_basis: str
 
 
 @dataclass(frozen=True)
 class CapacityEvent:
     threshold_percent: int
-    stored_bytes: int
+    counted_bytes: int
     contract_capacity_bytes: int
     recorded_at: datetime
 
@@ -238,7 +255,9 @@ def _run(row: sa.Row) -> Run:
                skip_reason=row.skip_reason, detail=row.detail, started_at=from_db_time(row.started_at),
                finished_at=from_db_time(row.finished_at), files_collected=int(row.files_collected),
                bytes_collected=int(row.bytes_collected), collection_error_count=int(row.collection_error_count),
-               stored_bytes=None if row.stored_bytes is None else int(row.stored_bytes))
+               stored_bytes=None if row.stored_bytes is None else int(row.stored_bytes),
+               counted_bytes=None if row.counted_bytes is None else int(row.counted_bytes),
+               capacity_basis=row.capacity_basis)
 
 
 def _latest_runs(conn: sa.Connection, customer_ids: Sequence[str]) -> dict[str, Run]:
@@ -258,17 +277,25 @@ def _latest_runs(conn: sa.Connection, customer_ids: Sequence[str]) -> dict[str, 
     return {row.customer_id: _run(row) for row in conn.execute(sa.text(sql), params).all()}
 
 
-def _stored_bytes(conn: sa.Connection, latest: dict[str, Run]) -> dict[str, int]:
-    """Each customer's last recorded stored size: usually its last run's; a skipped or failed last run
-    records none, so those few customers look further back (one index seek each, 0005's partial index)."""
-    stored = {cid: run.stored_bytes for cid, run in latest.items() if run.stored_bytes is not None}
-    for cid in sorted(set(latest) - set(stored)):
-        value = conn.execute(sa.text(
-            "SELECT stored_bytes FROM backup_runs WHERE customer_id = :c AND stored_bytes IS NOT NULL "
-            "ORDER BY started_at DESC LIMIT 1"), {"c": cid}).scalar()
-        if value is not None:
-            stored[cid] = int(value)
-    return stored
+def _measure(run: Run) -> Measure:
+    return Measure(run.counted_bytes, run.capacity_basis, run.stored_bytes)
+
+
+def _measures(conn: sa.Connection, latest: dict[str, Run]) -> dict[str, Measure]:
+    """Each customer's last capacity measurement: usually its last run's; a skipped or failed last run
+    records none, so those few customers look further back (one index seek each, 0011's partial index)."""
+    found = {cid: _measure(run) for cid, run in latest.items() if run.counted_bytes is not None}
+    for cid in sorted(set(latest) - set(found)):
+        row = conn.execute(sa.text(
+            "SELECT counted_bytes, capacity_basis, stored_bytes FROM backup_runs WHERE customer_id = :c "
+            "AND counted_bytes IS NOT NULL ORDER BY started_at DESC LIMIT 1"), {"c": cid}).first()
+        if row is not None:
+            found[cid] = Measure(int(row.counted_bytes), row.capacity_basis,
+                                 None if row.stored_bytes is None else int(row.stored_bytes))
+    return found
+
+
+NO_MEASURE = Measure(None, None, None)
 
 
 def _notice_counts(conn: sa.Connection) -> dict[str, tuple[int, int]]:
@@ -294,7 +321,7 @@ def _usual_runs(conn: sa.Connection, latest: dict[str, Run], recent: int = 10) -
     return out
 
 
-def _fleet_row(customer: Customer, catalog: Catalog, now: datetime, last: Run | None, stored: int | None,
+def _fleet_row(customer: Customer, catalog: Catalog, now: datetime, last: Run | None, measure: Measure,
                notice_counts: tuple[int, int], windows: Sequence[Window], *, paused: bool = False,
                usual_run: timedelta | None = None, run_timeout: timedelta | None = None) -> FleetRow:
     code = customer.plan_in_use(tokyo_date(now))
@@ -306,20 +333,23 @@ def _fleet_row(customer: Customer, catalog: Catalog, now: datetime, last: Run | 
     facts = attention.Facts(state=state, schedule=customer.schedule, service_start=customer.service_start_date,
                             paused=paused, last_status=last.status if last else None,
                             last_started_at=last.started_at if last else None,
-                            capacity_percent=None if stored is None or not capacity else 100.0 * stored / capacity,
+                            capacity_percent=None if measure.counted_bytes is None or not capacity
+                            else 100.0 * measure.counted_bytes / capacity,
                             notices_stuck=notice_counts[1], usual_run=usual_run, run_timeout=run_timeout)
     return FleetRow(customer_id=customer.id, name=customer.name, dag_id=customer.dag_id, plan=code, state=state,
-                    contract_capacity_bytes=capacity, stored_bytes=stored, last_run=last,
+                    contract_capacity_bytes=capacity, stored_bytes=measure.stored_bytes, last_run=last,
                     next_run=None if state == "suspended" or paused else next_run(customer.schedule, now),
                     notices_pending=notice_counts[0], notices_stuck=notice_counts[1], schedule=customer.schedule,
-                    flags=attention.flags(facts, now))
+                    flags=attention.flags(facts, now), counted_bytes=measure.counted_bytes,
+                    capacity_basis=measure.capacity_basis)
 
 
-def broken_row(customer_id: str, problems: tuple[str, ...], last: Run | None, stored: int | None,
+def broken_row(customer_id: str, problems: tuple[str, ...], last: Run | None, measure: Measure,
                notice_counts: tuple[int, int]) -> FleetRow:
     """A customer whose registry file does not load: shown, flagged "broken" with the file's problems."""
     return FleetRow(customer_id=customer_id, name=customer_id, dag_id=f"backup_{customer_id.replace('-', '_')}",
-                    plan="—", state="broken", contract_capacity_bytes=0, stored_bytes=stored, last_run=last,
+                    plan="—", state="broken", contract_capacity_bytes=0, stored_bytes=measure.stored_bytes,
+                    counted_bytes=measure.counted_bytes, capacity_basis=measure.capacity_basis, last_run=last,
                     next_run=None, notices_pending=notice_counts[0], notices_stuck=notice_counts[1],
                     flags=attention.broken_file(problems))
 
@@ -331,13 +361,14 @@ def fleet(engine: Engine, customers: Sequence[Customer], catalog: Catalog, now: 
     `broken` (customer id, problems) are the files that did not load, `paused` the DAG ids paused in Airflow."""
     with engine.connect() as conn:
         last = _latest_runs(conn, [c.id for c in customers] + [cid for cid, _ in broken])
-        stored = _stored_bytes(conn, last)
+        measures = _measures(conn, last)
         counts = _notice_counts(conn)
         usual = _usual_runs(conn, last)
-    rows = [_fleet_row(c, catalog, now, last.get(c.id), stored.get(c.id), counts.get(c.id, (0, 0)), windows,
+    rows = [_fleet_row(c, catalog, now, last.get(c.id), measures.get(c.id, NO_MEASURE), counts.get(c.id, (0, 0)),
+                       windows,
                        paused=c.dag_id in paused, usual_run=usual.get(c.id), run_timeout=run_timeout)
             for c in customers]
-    rows += [broken_row(cid, problems, last.get(cid), stored.get(cid), counts.get(cid, (0, 0)))
+    rows += [broken_row(cid, problems, last.get(cid), measures.get(cid, NO_MEASURE), counts.get(cid, (0, 0)))
              for cid, problems in broken]
     return rows
 
@@ -352,12 +383,15 @@ def customer_detail(engine: Engine, customer: Customer, catalog: Catalog, now: d
         runs = [_run(r) for r in conn.execute(sa.text(
             f"SELECT {_RUN_COLUMNS} FROM backup_runs WHERE customer_id = :c "
             "ORDER BY started_at DESC, id DESC LIMIT :n"), {**cid, "n": recent}).all()]
-        capacity = [CapacityPoint(from_db_time(r.started_at), int(r.stored_bytes)) for r in conn.execute(sa.text(
-            "SELECT started_at, stored_bytes FROM backup_runs WHERE customer_id = :c AND stored_bytes IS NOT NULL "
-            "AND started_at >= :since ORDER BY started_at"), {**cid, "since": to_db_time(since)}).all()]
-        events = [CapacityEvent(int(r.threshold_percent), int(r.stored_bytes), int(r.contract_capacity_bytes),
+        capacity = [CapacityPoint(from_db_time(r.started_at), int(r.counted_bytes),
+                                  None if r.stored_bytes is None else int(r.stored_bytes), r.capacity_basis)
+                    for r in conn.execute(sa.text(
+                        "SELECT started_at, counted_bytes, stored_bytes, capacity_basis FROM backup_runs "
+                        "WHERE customer_id = :c AND counted_bytes IS NOT NULL AND started_at >= :since "
+                        "ORDER BY started_at"), {**cid, "since": to_db_time(since)}).all()]
+        events = [CapacityEvent(int(r.threshold_percent), int(r.counted_bytes), int(r.contract_capacity_bytes),
                                 from_db_time(r.recorded_at)) for r in conn.execute(sa.text(
-                  "SELECT threshold_percent, stored_bytes, contract_capacity_bytes, recorded_at FROM capacity_events "
+                  "SELECT threshold_percent, counted_bytes, contract_capacity_bytes, recorded_at FROM capacity_events "
                   "WHERE customer_id = :c ORDER BY recorded_at DESC LIMIT 50"), cid).all()]
         # Open collection errors: those of the latest run that actually collected (a later run that
         # reads the file again closes them; a skipped run says nothing about them).
@@ -382,15 +416,16 @@ def customer_detail(engine: Engine, customer: Customer, catalog: Catalog, now: d
             "ORDER BY s.created_at DESC, s.id DESC LIMIT :n"), {**cid, "n": recent}).all()]
     notices = list_notices(engine, customer_id=customer.id, limit=20)
     last = runs[0] if runs else None
-    stored = next((r.stored_bytes for r in runs if r.stored_bytes is not None),
-                  capacity[-1].stored_bytes if capacity else None)
+    measure = next((_measure(r) for r in runs if r.counted_bytes is not None),
+                   Measure(capacity[-1].counted_bytes, capacity[-1].capacity_basis, capacity[-1].stored_bytes)
+                   if capacity else NO_MEASURE)
     pending = sum(1 for n in notices if n.state == "pending")
     stuck = sum(1 for n in notices if n.state == "stuck")
     usual = None
     if last and last.status == RunStatus.RUNNING:
         with engine.connect() as conn:
             usual = _usual_runs(conn, {customer.id: last}).get(customer.id)
-    row = _fleet_row(customer, catalog, now, last, stored, (pending, stuck), windows, paused=paused,
+    row = _fleet_row(customer, catalog, now, last, measure, (pending, stuck), windows, paused=paused,
                      usual_run=usual, run_timeout=run_timeout)
     return CustomerDetail(row, tuple(capacity), tuple(events), tuple(runs), tuple(errors), error_count,
                           tuple(snapshots), tuple(notices))

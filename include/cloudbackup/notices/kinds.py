@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from cloudbackup.backup.capacity import DEFAULT_BASIS, CapacityBasis
 from cloudbackup.clock import add_months, month_last_day
 
 DIGEST_PATHS = 20          # a collection-error digest lists at most this many paths (art. 17(2))
@@ -59,18 +60,24 @@ def digest(run_key: str, started_at: datetime, finished_at: datetime | None, fil
 @dataclass(frozen=True)
 class UsagePoint:
     at: datetime
-    stored_bytes: int
+    counted_bytes: int
 
 
 @dataclass(frozen=True)
 class CapacityNotice:
-    """Stored volume reached a threshold of the contract capacity (art. 17(3))."""
+    """The contract figure reached a threshold of the contract capacity (art. 17(3)).
+
+    `counted_bytes` is what counts against the contract on `capacity_basis` (backup.yaml): the customer's data as
+    of the latest snapshot by default, or the bytes stored. The notice names which (labels group `capacity_basis`);
+    the operator's stored bytes are never the customer's figure unless that is the basis.
+    """
 
     threshold_percent: int
-    stored_bytes: int
+    counted_bytes: int
     contract_capacity_bytes: int
     recorded_at: datetime
     history: tuple[UsagePoint, ...]  # oldest first; the last point is this event
+    capacity_basis: CapacityBasis = DEFAULT_BASIS
 
     def __post_init__(self) -> None:
         if self.contract_capacity_bytes <= 0:
@@ -78,7 +85,7 @@ class CapacityNotice:
 
     @property
     def reached_capacity(self) -> bool:
-        return self.stored_bytes >= self.contract_capacity_bytes
+        return self.counted_bytes >= self.contract_capacity_bytes
 
 
 def one_month_after(day: date) -> date:

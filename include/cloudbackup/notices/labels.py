@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from cloudbackup.backup.capacity import CapacityBasis
 from cloudbackup.backup.outcomes import CollectionErrorReason, RunStatus, SkipReason
 from cloudbackup.registry.customers import SuspensionReason
 
@@ -14,6 +15,8 @@ GROUPS: dict[str, type[StrEnum]] = {
     "run_status": RunStatus,
     "skip": SkipReason,
     "suspension": SuspensionReason,
+    "capacity_basis": CapacityBasis,           # the contract figure's name in a capacity notice
+    "capacity_basis_detail": CapacityBasis,    # what that figure measures, in one sentence
 }
 
 LABELS: dict[str, dict[str, dict[str, str]]] = {
@@ -63,6 +66,29 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
             "maintenance": "the service is stopped for maintenance (terms art. 13)",
             "contract_ended": "the contract's service period has ended (terms art. 11, 12, 19)",
             "cancelled_before_start": "the contract was cancelled before the service started (terms art. 21(3))",
+        },
+    },
+    "capacity_basis": {
+        "ja": {
+            "source_bytes": "バックアップ対象データ量",
+            "stored_bytes": "保存容量",
+        },
+        "en": {
+            "source_bytes": "Data backed up",
+            "stored_bytes": "Stored volume",
+        },
+    },
+    "capacity_basis_detail": {
+        "ja": {
+            "source_bytes": "最新のバックアップ時点で、お客様のサーバーの指定領域から収集したファイルの合計サイズです"
+                            "（過去の世代として保存している分は含みません）。",
+            "stored_bytes": "当社のバックアップ装置にお客様のために保存しているデータの合計です"
+                            "（過去の世代を含みます）。",
+        },
+        "en": {
+            "source_bytes": "the total size of the files collected from the designated areas of your server, as of "
+                            "the latest backup (earlier versions we keep are not counted).",
+            "stored_bytes": "everything we keep for you on our backup storage, earlier versions included.",
         },
     },
     "suspension": {

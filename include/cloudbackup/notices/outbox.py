@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cloudbackup import settings
+from cloudbackup.backup.capacity import CapacityBasis
 from cloudbackup.backup.names import NamePolicy
 from cloudbackup.clock import utcnow
 from cloudbackup.edges.db import from_db_time, to_db_time
@@ -218,22 +219,27 @@ def queue_collection_errors(conn: Connection, customer: Customer, backup_run_id:
 
 def capacity_notice(conn: Connection, customer: Customer, capacity_event_id: int,
                     history_runs: int = CAPACITY_HISTORY_RUNS) -> CapacityNotice:
-    """A capacity_events row with the stored volume of the customer's previous runs for the chart."""
-    event = conn.execute(sa.text("SELECT id, customer_id, backup_run_id, threshold_percent, stored_bytes, "
-                                 "contract_capacity_bytes, recorded_at FROM capacity_events WHERE id = :e"),
-                         {"e": capacity_event_id}).first()
+    """A capacity_events row with the contract figure of the customer's previous runs for the chart.
+
+    The chart shows earlier runs measured on the event's basis only: a figure of the other basis is another
+    quantity, and customers are told one.
+    """
+    event = conn.execute(sa.text("SELECT id, customer_id, backup_run_id, threshold_percent, counted_bytes, "
+                                 "capacity_basis, contract_capacity_bytes, recorded_at FROM capacity_events "
+                                 "WHERE id = :e"), {"e": capacity_event_id}).first()
     _own_row(event, customer, f"capacity event {capacity_event_id}")
     recorded_at = from_db_time(event.recorded_at)
+    basis = CapacityBasis(event.capacity_basis)
     not_this_run = "AND id <> :run " if event.backup_run_id is not None else ""
     earlier = conn.execute(sa.text(
-        "SELECT started_at, stored_bytes FROM backup_runs WHERE customer_id = :c AND stored_bytes IS NOT NULL "
-        f"AND started_at <= :t {not_this_run}ORDER BY started_at DESC LIMIT :n"),
-        {"c": customer.id, "t": to_db_time(recorded_at), "run": event.backup_run_id,
+        "SELECT started_at, counted_bytes FROM backup_runs WHERE customer_id = :c AND counted_bytes IS NOT NULL "
+        f"AND capacity_basis = :basis AND started_at <= :t {not_this_run}ORDER BY started_at DESC LIMIT :n"),
+        {"c": customer.id, "basis": basis, "t": to_db_time(recorded_at), "run": event.backup_run_id,
          "n": history_runs - 1}).all()
-    history = [UsagePoint(from_db_time(r.started_at), int(r.stored_bytes)) for r in reversed(earlier)]
-    history.append(UsagePoint(recorded_at, int(event.stored_bytes)))
-    return CapacityNotice(int(event.threshold_percent), int(event.stored_bytes),
-                          int(event.contract_capacity_bytes), recorded_at, tuple(history))
+    history = [UsagePoint(from_db_time(r.started_at), int(r.counted_bytes)) for r in reversed(earlier)]
+    history.append(UsagePoint(recorded_at, int(event.counted_bytes)))
+    return CapacityNotice(int(event.threshold_percent), int(event.counted_bytes),
+                          int(event.contract_capacity_bytes), recorded_at, tuple(history), basis)
 
 
 def queue_capacity(conn: Connection, customer: Customer, capacity_event_id: int) -> bool:

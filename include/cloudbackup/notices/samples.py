@@ -69,7 +69,7 @@ def sample_context(kind: str, customer: Customer, registry_dir: Path = REPO_REGI
         history = tuple(UsagePoint(started - timedelta(days=6 - d), (62 + 4 * d) * GB + 123_456_789)
                         for d in range(7))
         last = history[-1]
-        return {"capacity": CapacityNotice(80, last.stored_bytes, 100 * GB, last.at, history)}
+        return {"capacity": CapacityNotice(80, last.counted_bytes, 100 * GB, last.at, history)}
     if kind == "maintenance":
         return {"window": Window(id="2026-12-maint-1", start=datetime(2026, 12, 5, 16, 0, tzinfo=UTC),
                                  end=datetime(2026, 12, 5, 22, 0, tzinfo=UTC),

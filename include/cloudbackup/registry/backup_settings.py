@@ -1,4 +1,4 @@
-"""Operator settings for backups (dags/registry/backup.yaml): file-name policy, capacity thresholds, engine tuning."""
+"""Operator settings for backups (dags/registry/backup.yaml): name policy, capacity basis and thresholds, engine."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from cloudbackup.backup.capacity import DEFAULT_THRESHOLDS
+from cloudbackup.backup.capacity import DEFAULT_BASIS, DEFAULT_THRESHOLDS, CapacityBasis
 from cloudbackup.backup.names import NamePolicy
 from cloudbackup.backup.options import EngineOptions
 
@@ -18,6 +18,7 @@ class BackupSettings:
     name_policy: NamePolicy = field(default_factory=NamePolicy)
     capacity_thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
     engine: EngineOptions = field(default_factory=EngineOptions)
+    capacity_basis: CapacityBasis = DEFAULT_BASIS   # what counts against the contract capacity (art. 6, 17(3))
 
 
 def sample_fraction(value: object) -> float:
@@ -31,12 +32,20 @@ def sample_fraction(value: object) -> float:
     return float(fraction)
 
 
+def capacity_basis(value: object) -> CapacityBasis:
+    """`capacity_basis`: one of the CapacityBasis words, refused otherwise with the choices named."""
+    try:
+        return CapacityBasis(str(value))
+    except ValueError:
+        raise ValueError(f"capacity_basis {value!r} is not one of {[b.value for b in CapacityBasis]}") from None
+
+
 def load_backup_settings(path: Path) -> BackupSettings:
     """Defaults when the file is absent; unknown keys are refused with the file and key named."""
     if not path.exists():
         return BackupSettings()
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    unknown = set(data) - {"name_policy", "capacity_thresholds_percent", "engine"}
+    unknown = set(data) - {"name_policy", "capacity_thresholds_percent", "engine", "capacity_basis"}
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}")
     try:
@@ -49,6 +58,7 @@ def load_backup_settings(path: Path) -> BackupSettings:
             raise ValueError(f"engine: unknown field(s) {sorted(bad)}")
         if "verify_sample_fraction" in engine:
             engine["verify_sample_fraction"] = sample_fraction(engine["verify_sample_fraction"])
-        return BackupSettings(NamePolicy.from_mapping(data.get("name_policy")), thresholds, EngineOptions(**engine))
+        return BackupSettings(NamePolicy.from_mapping(data.get("name_policy")), thresholds, EngineOptions(**engine),
+                              capacity_basis(data.get("capacity_basis", DEFAULT_BASIS)))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from exc
