@@ -36,8 +36,9 @@ def _write(root: Path, files: dict[str, bytes], mtime: float = OLD) -> None:
 def _two_snapshots(stack, name: str):  # noqa: ANN202 - (store, [tree at run 1, tree at run 2], [snapshot ids])
     """A tree with Japanese names, an empty file and a multi-chunk file; backed up, changed, backed up again."""
     local = stack.sshd.root / "srv" / name
-    first = {"契約書/見積書 2026.txt": "見積".encode() * 500, "empty.dat": b"", "big/動画.bin": os.urandom(3 * MiB + 17),
-             "notes/メモ.md": b"# memo\n" * 100, "gone-later.txt": b"deleted before run 2"}
+    first = {"契約書/見積書 2026.txt": "見積".encode() * 500, "empty.dat": b"",
+             "big/動画.bin": os.urandom(3 * MiB + 17), "notes/メモ.md": b"# memo\n" * 100,
+             "gone-later.txt": b"deleted before run 2"}
     _write(local, first)
     store = fresh_store(stack)
     one = run_backup(connector(stack.sshd), store, name, "run-1", [f"/srv/{name}"], [], options=SMALL_OPTIONS)
