@@ -330,6 +330,37 @@ def _notices_retry(args: argparse.Namespace) -> int:
     return 1
 
 
+def _notices_service_end(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from cloudbackup.clock import tokyo_date, utcnow
+    from cloudbackup.edges import connections
+    from cloudbackup.notices import service_end
+    from cloudbackup.registry.customers import load_registry
+
+    registry = load_registry(settings.registry_dir())
+    for broken in registry.errors:   # a customer whose file does not load cannot be told: fix it, run this again
+        print(f"WARNING not announced to a customer whose file does not load: {broken}", file=sys.stderr)
+    try:
+        done = service_end.announce(connections.database(), list(registry.customers),
+                                    date.fromisoformat(args.last_day), tokyo_date(utcnow()), scope=args.scope,
+                                    scope_en=args.scope_en, only=args.customer, dry_run=args.dry_run)
+    except service_end.ServiceEndRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    verb = "would queue" if args.dry_run else "queued"
+    print(f"service end {done.end_id!r}, last day of service {done.last_day} (art. 19(2)): {verb} "
+          f"{len(done.queued)} notice(s); {len(done.already)} customer(s) told before; "
+          f"{len(done.skipped)} not affected")
+    for customer_id in done.queued:
+        print(f"  {verb}: {customer_id}")
+    for customer_id, why in done.skipped:
+        print(f"  not affected: {customer_id}: {why}")
+    if done.queued and not args.dry_run:
+        print("the deliver_notices DAG sends them within 5 minutes (or now: cloudbackup notices deliver)")
+    return 2 if registry.errors else 0
+
+
 def _notices_deliver(_args: argparse.Namespace) -> int:
     from cloudbackup import tasks
 
@@ -575,6 +606,16 @@ def _parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=_notices_list)
     deliver = group.add_parser("deliver", help="what the deliver_notices DAG does, once: queue event notices, send")
     deliver.set_defaults(func=_notices_deliver)
+    send = group.add_parser("service-end", help="announce the end of the service, or of a part of it, to every "
+                            "affected customer (art. 19(2): one month ahead or more); running it again sends nothing")
+    send.add_argument("--last-day", required=True, metavar="YYYY-MM-DD",
+                      help="the last day the service is provided (Asia/Tokyo); at least one month after today")
+    send.add_argument("--scope", default="", help="the part of the service that ends, in Japanese (default: all of it)")
+    send.add_argument("--scope-en", default="", help="the same in English, for customers who read English")
+    send.add_argument("--customer", action="append", default=[], metavar="ID",
+                      help="only this customer (repeat for several); default every customer whose contract runs on")
+    send.add_argument("--dry-run", action="store_true", help="list who would be told; queue nothing")
+    send.set_defaults(func=_notices_service_end)
     retry = group.add_parser("retry", help="put a stuck notice back in the queue (after fixing its cause)")
     retry.add_argument("id", type=int)
     retry.set_defaults(func=_notices_retry)
