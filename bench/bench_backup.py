@@ -26,6 +26,7 @@ from devtools import devstack  # noqa: E402
 
 from cloudbackup.backup.archiver import run_backup  # noqa: E402
 from cloudbackup.backup.options import EngineOptions  # noqa: E402
+from cloudbackup.backup.repository import stored_bytes  # noqa: E402
 from cloudbackup.edges.connections import S3Endpoint, SftpEndpoint  # noqa: E402
 from cloudbackup.edges.s3 import ObjectStore  # noqa: E402
 from cloudbackup.edges.sftp import open_sftp  # noqa: E402
@@ -36,14 +37,25 @@ LARGE = (4, int(256 * MiB * SCALE))
 SMALL = (int(20_000 * SCALE), 8 * 1024, 20)
 UNCHANGED = (int(100_000 * SCALE), 1024, 100)
 HUGE = int(2048 * MiB * SCALE)
+TEXT = (int(2_000 * SCALE), 40)            # compressible text: files, folders (sizes 2 KiB - 2 MiB, ~100 MiB at 1)
 
 
 def say(text: str) -> None:
     print(text, flush=True)
 
 
+def use_bench_master_key() -> None:
+    """Repository format 2 needs a master key: a throwaway one for the benchmark (and its child processes)."""
+    import base64
+
+    if not os.environ.get("CLOUDBACKUP_MASTER_KEY"):
+        os.environ["CLOUDBACKUP_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
+        os.environ["CLOUDBACKUP_MASTER_KEY_ID"] = "bench"
+
+
 class Bench:
     def __init__(self, work: Path) -> None:
+        use_bench_master_key()
         self.work = work
         self.sshd = devstack.start_sshd(work / "sshd")
         try:
@@ -151,6 +163,35 @@ def make_files(root: Path, count: int, size: int, folders: int) -> list[str]:
     return names
 
 
+WORDS = ("請求書", "invoice", "payment", "支払", "amount", "customer", "order", "注文", "delivery", "shipped", "backup",
+         "server", "report", "total", "tax", "yen", "account", "口座", "status", "pending", "done", "error",
+         "warning", "info", "debug", "user", "admin", "file", "folder", "2026", "november")
+
+
+def make_text_files(root: Path, count: int, folders: int) -> int:
+    """Office-like text (CSV ledgers, logs, notes): words from a small vocabulary with random numbers, sizes
+    spread from 2 KiB to 2 MiB (a few large files, many small). Returns the bytes written."""
+    import random
+
+    rng = random.Random(12)
+    total = 0
+    for i in range(count):
+        size = int(2048 * (1024 ** rng.random()))                 # log-uniform 2 KiB … 2 MiB
+        lines, n = [], 0
+        while n < size:
+            line = (f"{rng.randrange(10**9):09},{'-'.join(rng.choices(WORDS, k=rng.randint(3, 9)))},"
+                    f"{rng.randrange(10**6)},{rng.random():.6f}\n")
+            lines.append(line)
+            n += len(line.encode())
+        data = "".join(lines).encode()
+        path = root / f"t{i % folders:03}" / f"doc{i:05}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+        total += len(data)
+    return total
+
+
 def rss_child(args: dict) -> None:
     """Run the engine over one file in this (fresh) process and print its peak RSS in MiB.
 
@@ -175,7 +216,7 @@ def main() -> None:
         bench = Bench(Path(tmp))
         try:
             root = bench.sshd.root
-            only = os.environ.get("BENCH_ONLY", "large,small,unchanged,huge").split(",")
+            only = os.environ.get("BENCH_ONLY", "large,small,unchanged,huge,text").split(",")
             if "large" in only:
                 count, size = LARGE
                 names = make_files(root / "large", count, size, 1)
@@ -224,6 +265,17 @@ def main() -> None:
                     f"(first runs: ours {first_ours:.1f} s, rclone {first_rclone:.1f} s) -> "
                     f"unchanged_rerun_time_vs_rclone {ours / rcl:.2f}")
                 shutil.rmtree(root / "unchanged")
+
+            if "text" in only:  # what compression saves: stored bytes (all of the customer's objects) / source bytes
+                count, folders = TEXT
+                source = make_text_files(root / "text", count, folders)
+                elapsed = bench.ours("/text", "text")
+                stored = stored_bytes(bench.bucket, "text")
+                figures.update(stored_bytes_ratio_text=stored / source, text_files_ours_mb_s=source / elapsed / 1e6)
+                say(f"text {count} files, {source / MiB:.1f} MiB: stored {stored / MiB:.1f} MiB in "
+                    f"{elapsed:.1f} s ({source / elapsed / 1e6:.0f} MB/s) -> stored_bytes_ratio_text "
+                    f"{stored / source:.3f}")
+                shutil.rmtree(root / "text")
 
             if "huge" in only:  # peak memory on one 2 GiB file, in a fresh process
                 make_files(root / "huge", 1, HUGE, 1)

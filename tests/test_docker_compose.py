@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -40,16 +41,18 @@ def test_docker_compose_validates_offline_with_the_env_file_the_script_writes(tm
     subprocess.run(["bash", str(tmp_path / "scripts" / "compose-env.sh")], check=True, capture_output=True)
     env = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines() if "=" in line
                and not line.startswith("#"))
-    assert set(env) == {"FERNET_KEY", "JWT_SECRET", "ADMIN_PASSWORD", "OPERATOR_PASSWORD", "FINANCE_PASSWORD"}
+    assert set(env) == {"FERNET_KEY", "JWT_SECRET", "MASTER_KEY", "MASTER_KEY_ID", "ADMIN_PASSWORD",
+                        "OPERATOR_PASSWORD", "FINANCE_PASSWORD"}
+    assert len(base64.b64decode(env["MASTER_KEY"], validate=True)) == 32
     assert all(env.values()) and (tmp_path / ".env").stat().st_mode & 0o077 == 0, "secrets: owner only"
     result = _config(tmp_path / ".env")
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("empty", ["FERNET_KEY", "JWT_SECRET", "FINANCE_PASSWORD"])
+@pytest.mark.parametrize("empty", ["FERNET_KEY", "JWT_SECRET", "FINANCE_PASSWORD", "MASTER_KEY", "MASTER_KEY_ID"])
 def test_docker_compose_refuses_an_empty_secret(tmp_path: Path, empty: str) -> None:
     values = {"FERNET_KEY": "k", "JWT_SECRET": "j", "ADMIN_PASSWORD": "a", "OPERATOR_PASSWORD": "o",
-              "FINANCE_PASSWORD": "f"}
+              "FINANCE_PASSWORD": "f", "MASTER_KEY": "m", "MASTER_KEY_ID": "i"}
     values[empty] = ""
     (tmp_path / "env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     result = _config(tmp_path / "env")
@@ -60,6 +63,7 @@ def test_the_secrets_come_from_the_env_file_not_literals(compose: dict) -> None:
     env = compose["x-airflow-common"]["environment"]
     assert env["AIRFLOW__CORE__FERNET_KEY"].startswith("${FERNET_KEY:?")
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${JWT_SECRET:?")
+    assert "${MASTER_KEY:?" in env["AIRFLOW_CONN_CLOUDBACKUP_MASTER_KEY"]
     assert (ROOT / ".env.example").exists() and ".env" in (ROOT / ".gitignore").read_text().splitlines()
 
 
@@ -68,7 +72,7 @@ def _make_up_env() -> dict[str, str]:
     from types import SimpleNamespace
 
     server = SimpleNamespace(connection=lambda: {"conn_type": "x"})
-    stack = SimpleNamespace(s3=server, smtp=server, sshd=server)
+    stack = SimpleNamespace(s3=server, smtp=server, sshd=server, master_key_connection=lambda: {"conn_type": "x"})
     access = SimpleNamespace(directory="/tmp/x", logs="/tmp/x/logs", export_dir="/tmp/x/e", restore_dir="/tmp/x/r")
     names = {"airflow_db": "a", "project_db": "p", "queue": "q"}
     conn_ids = sorted({c.sftp.connection_id for c in load_registry(ROOT / "dags" / "registry").customers})

@@ -287,3 +287,46 @@ def test_a_forged_blob_with_a_matching_stored_hash_is_caught_by_its_tag_and_heal
     assert verify(store, "enc-tag").ok
     restore(store, "enc-tag", LocalTarget(tmp_path / "good"))
     assert tree(tmp_path / "good" / "srv" / "enc-tag") == files
+
+
+def test_rotation_from_the_command_line_with_the_master_key_in_an_airflow_connection(stack, tmp_path,
+                                                                                     monkeypatch, capsys) -> None:
+    """`cloudbackup backup keys rotate`, the master keys read from the connection cloudbackup_master_key (the
+    new one as password + key_id, the old one in extra `previous`); the environment variables unset."""
+    import json
+
+    from cloudbackup import cli
+
+    old_key, new_key = secrets.token_bytes(32), secrets.token_bytes(32)
+
+    def connection(key_id: str, key: bytes, previous: list[dict] | None = None) -> None:
+        monkeypatch.delenv("CLOUDBACKUP_MASTER_KEY", raising=False)
+        monkeypatch.setenv("AIRFLOW_CONN_CLOUDBACKUP_MASTER_KEY", json.dumps(
+            {"conn_type": "generic", "password": base64.b64encode(key).decode(),
+             "extra": {"key_id": key_id, "previous": previous or []}}))
+        keys.forget()
+
+    connection("conn-old", old_key)
+    local, remote = _area(stack, "enc-cli")
+    write_tree(local, {"a.txt": b"via the connection" * 50})
+    store = fresh_store(stack)
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDBACKUP_S3", json.dumps(stack.s3.connection(bucket=store.bucket)))
+    run_backup(connector(stack.sshd), store, "enc-cli", "r1", [remote], [], options=SMALL_OPTIONS)
+    assert [k for k in _objects(store, "enc-cli") if "/keys/" in k] == ["customers/enc-cli/keys/conn-old.json"]
+    data = {k: v for k, v in _objects(store, "enc-cli").items() if "/keys/" not in k}
+
+    connection("conn-new", new_key, [{"key_id": "conn-old", "key": base64.b64encode(old_key).decode()}])
+    assert cli.main(["backup", "keys", "rotate"]) == 0
+    out = capsys.readouterr().out
+    assert "enc-cli: data key re-wrapped under master key conn-new" in out
+    assert base64.b64encode(new_key).decode() not in out and base64.b64encode(old_key).decode() not in out
+    assert [k for k in _objects(store, "enc-cli") if "/keys/" in k] == ["customers/enc-cli/keys/conn-new.json"]
+    assert {k: v for k, v in _objects(store, "enc-cli").items() if "/keys/" not in k} == data
+
+    connection("conn-new", new_key)
+    restore(store, "enc-cli", LocalTarget(tmp_path / "out"))
+    assert tree(tmp_path / "out" / "srv" / "enc-cli") == {"a.txt": b"via the connection" * 50}
+    monkeypatch.delenv("AIRFLOW_CONN_CLOUDBACKUP_MASTER_KEY")
+    keys.forget()
+    assert cli.main(["backup", "keys", "rotate"]) == 2
+    assert "no master key" in capsys.readouterr().err

@@ -402,6 +402,24 @@ def _reports_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup_keys_rotate(args: argparse.Namespace) -> int:
+    """Re-wrap every customer's data key under the current master key (docs/storage-format.md, "Key rotation")."""
+    from cloudbackup.backup import keys
+
+    try:
+        result = keys.rotate(_customer_store(), args.customer or None)
+    except keys.MasterKeyMissing as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    for customer_id in result.rewrapped:
+        print(f"{customer_id}: data key re-wrapped under master key {result.master_key_id}")
+    for customer_id, why in sorted(result.failed.items()):
+        print(f"FAILED {customer_id}: {why}", file=sys.stderr)
+    print(f"master key {result.master_key_id}: {len(result.rewrapped)} re-wrapped, {len(result.current)} already "
+          f"current, {len(result.failed)} failed; no data object was read or rewritten")
+    return 1 if result.failed else 0
+
+
 def _customer_store():  # noqa: ANN202 - an ObjectStore; imported lazily
     from cloudbackup.edges import connections
     from cloudbackup.edges.s3 import ObjectStore
@@ -574,6 +592,13 @@ def _parser() -> argparse.ArgumentParser:
     bprune.add_argument("--dry-run", action="store_true", help="print what would be forgotten, deleted and "
                         "repacked, and the bytes freed; change nothing")
     bprune.set_defaults(func=_backup_prune)
+    bkeys = bk.add_parser("keys", help="the customers' data keys (encryption at rest)").add_subparsers(
+        dest="keys_command", required=True)
+    brot = bkeys.add_parser("rotate", help="re-wrap every customer's data key under the current master key (the "
+                            "previous one configured beside it); no data is re-uploaded")
+    brot.add_argument("--customer", action="append", help="only this customer (repeatable; default: every "
+                      "customer with a key file in the bucket)")
+    brot.set_defaults(func=_backup_keys_rotate)
     blist = bk.add_parser("snapshots", help="list a customer's snapshots, oldest first")
     blist.add_argument("--customer", required=True)
     blist.set_defaults(func=_backup_snapshots)

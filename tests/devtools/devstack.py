@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -388,12 +388,24 @@ def _serve_smtp(maildir: Path, port: int, refuse_first: int = 0, refuse_to: tupl
 
 # --- the whole stack ---------------------------------------------------------------------------------
 
+def new_master_key() -> tuple[str, str]:
+    """A fresh master key (id, base64 of 32 random bytes): it wraps every customer's data key (format 2)."""
+    import base64
+
+    return f"dev-{secrets.token_hex(4)}", base64.b64encode(os.urandom(32)).decode()
+
+
 @dataclass
 class Stack:
     directory: Path
     sshd: Sshd
     s3: S3Server
     smtp: SmtpServer
+    master_key: tuple[str, str] = field(default_factory=new_master_key, repr=False)    # (id, base64 key)
+
+    def master_key_connection(self) -> dict:
+        """The Airflow connection `cloudbackup_master_key`: password = the key, extra key_id."""
+        return {"conn_type": "generic", "password": self.master_key[1], "extra": {"key_id": self.master_key[0]}}
 
     def stop(self) -> None:
         for server in (self.smtp, self.s3, self.sshd):
@@ -428,6 +440,7 @@ def running_stack(directory: Path) -> Iterator[Stack]:
 def connection_env(stack: Stack, db_connection: dict, sftp_conn_ids: list[str]) -> dict[str, str]:
     """AIRFLOW_CONN_* variables pointing the service at the stack."""
     env = {"AIRFLOW_CONN_CLOUDBACKUP_S3": json.dumps(stack.s3.connection()),
+           "AIRFLOW_CONN_CLOUDBACKUP_MASTER_KEY": json.dumps(stack.master_key_connection()),
            "AIRFLOW_CONN_CLOUDBACKUP_SMTP": json.dumps(stack.smtp.connection()),
            "AIRFLOW_CONN_CLOUDBACKUP_DB": json.dumps(db_connection)}
     for conn_id in sftp_conn_ids:

@@ -156,7 +156,9 @@ def airflow_env(access: Access, stack: devstack.Stack, names: dict[str, str], se
     """The environment every Airflow process of the stack shares (one jwt secret and fernet key for all)."""
     directory = Path(access.directory)
     pg = f"postgresql+psycopg://{PG['user']}@{PG['host']}:{PG['port']}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+    # The master key comes from the stack's connection below, never from the caller's environment (which wins).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "CLOUDBACKUP_MASTER_KEY"))}
     env.update({
         "AIRFLOW_HOME": str(directory / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
