@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from backup_support import SMALL_OPTIONS, MiB, connector, fresh_store, write_tree
 
+from cloudbackup import cli
 from cloudbackup.backup import immutability, locks, offboarding
 from cloudbackup.backup.archiver import run_backup
 from cloudbackup.backup.checker import verify
@@ -19,6 +20,7 @@ from cloudbackup.backup.format import customer_prefix
 from cloudbackup.backup.repository import list_snapshots
 from cloudbackup.edges.connections import S3Endpoint
 from cloudbackup.edges.s3 import ObjectStore
+from conftest import customer_yaml
 
 OLD = time.time() - 3600
 T0 = datetime(2026, 11, 28, 17, 0, 0, 250_000, tzinfo=UTC)
@@ -134,6 +136,8 @@ def test_a_later_snapshot_extends_the_locks_of_the_objects_it_reuses(stack) -> N
     first_manifest = {k for k in locked if k.endswith(f"snapshots/{list_snapshots(store, 'lk-ext')[0]}.json.gz")}
     assert {locked[k] for k in first_manifest} == {short}
     assert min(v for k, v in locked.items() if k not in first_manifest) >= done.required_until
+    assert locks.locked_relative(store, "lk-ext") == {k.removeprefix(customer_prefix("lk-ext")): v
+                                                      for k, v in locked.items()}
 
 
 def _manifest(store: ObjectStore, customer_id: str, snapshot_id: str):  # noqa: ANN202
@@ -197,3 +201,37 @@ def test_locks_hold_against_someone_who_can_reach_the_storage_behind_s3() -> Non
                 "the filer's HTTP API (/buckets/<bucket>/<key>.versions/v_<version id>) removed a COMPLIANCE-locked "
                 "version at once (docs/object-lock.md). Immutability here holds only while nothing but the S3 "
                 "gateway can reach the filer, master and volume ports")
+
+
+@pytest.mark.servers
+def test_a_customer_on_a_locked_plan_is_backed_up_locked_through_the_cli(stack, registry_dir, database,
+                                                                          connect_service, request) -> None:
+    """The wiring (tasks.collect): a plan with object_lock_days locks each run's objects, and the second run's
+    snapshot extends what it reuses; on a bucket without object lock the run fails before writing anything."""
+    customer_id = f"lk-cli-{request.node.callspec.id}"
+    catalog = registry_dir / "catalog.yaml"
+    catalog.write_text(catalog.read_text(encoding="utf-8").replace(
+        "    contract_capacity_gb: 100\n", "    contract_capacity_gb: 100\n    object_lock_days: 2\n", 1),
+        encoding="utf-8")
+    (registry_dir / "customers" / f"{customer_id}.yaml").write_text(
+        customer_yaml(customer_id, paths=[f"/srv/{customer_id}"]), encoding="utf-8")
+    _tree(stack, customer_id)
+    conn_id = f"sftp_{customer_id.replace('-', '_')}"
+    plain = fresh_store(stack)
+    connect_service(database, [conn_id], bucket=plain.bucket)
+    with pytest.raises(locks.ObjectLockUnavailable):
+        cli.main(["backup", "run", "--customer", customer_id])
+    assert list(plain.list_versions(customer_prefix(customer_id))) == []
+
+    store = _locked_store(stack)
+    connect_service(database, [conn_id], bucket=store.bucket)
+    assert cli.main(["backup", "run", "--customer", customer_id]) == 0
+    # The plan now keeps snapshots 30 days: the second run reuses every object, written under the 2-day lock.
+    catalog.write_text(catalog.read_text(encoding="utf-8").replace("object_lock_days: 2", "object_lock_days: 30"),
+                       encoding="utf-8")
+    assert cli.main(["backup", "run", "--customer", customer_id]) == 0
+    _first, second = list_snapshots(store, customer_id)
+    latest = _manifest(store, customer_id, second)
+    required = immutability.retain_until(datetime.fromisoformat(latest.header.started_at), 30)
+    found = locks.current_locks(store, locks.snapshot_objects(store, customer_id, latest))
+    assert len(found) > 3 and all(u is not None and u >= required for u in found.values()), found

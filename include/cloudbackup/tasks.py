@@ -175,16 +175,24 @@ def _collect_run(engine: Engine, customer: Customer, run_id: int, run_key: str, 
     # Configuration the end of the run needs is resolved before anything is written to S3: an unknown plan code
     # fails the run here, never after the snapshot's manifest is stored.
     plan = customer.plan_in_use(tokyo_date(at or utcnow()))
-    cap = load_catalog(settings.catalog_path()).plan(plan).contract_capacity_bytes
+    plan_spec = load_catalog(settings.catalog_path()).plan(plan)
+    cap = plan_spec.contract_capacity_bytes
     store = ObjectStore(connections.s3_endpoint())
     store.ensure_bucket()
+    # A plan with object_lock_days writes every object locked (docs/object-lock.md); a bucket without object lock
+    # fails the run here, before anything is written, rather than store backups it would call immutable.
+    from cloudbackup.backup import locks
+    writer = locks.for_run(store, plan_spec.object_lock_days)
     endpoint = connections.sftp_endpoint(customer.sftp.connection_id)
     # Self-healing (issue 11): objects known damaged are not reused; their files are read again.
     from cloudbackup.backup import health
     damaged = health.open_damage(engine, customer.id)
-    result = run_backup(partial(open_sftp, endpoint, timeout=settings.sftp_timeout_seconds()), store, customer.id,
+    result = run_backup(partial(open_sftp, endpoint, timeout=settings.sftp_timeout_seconds()), writer, customer.id,
                         run_key, customer.sftp.paths, customer.sftp.excludes, options.name_policy, options.engine,
                         damaged=damaged)
+    if plan_spec.object_lock_days:
+        # Objects this snapshot reuses keep their older locks until extended to the new snapshot's date.
+        locks.lock_snapshot(store, customer.id, result.snapshot_id, plan_spec.object_lock_days)
     held = repository.stored_bytes(store, customer.id)
     # What counts against the contract (art. 6, 17(3), 18(5)): by default the customer's data as of this snapshot.
     counted = options.capacity_basis.counted_bytes(result.bytes, held)

@@ -140,3 +140,9 @@ def version_lock(store: ObjectStore, key: str, version_id: str | None, now: date
         why.append(f"lock unknown ({type(exc).__name__}: {exc})")
     return "; ".join(why)
 
+
+
+def locked_relative(store: ObjectStore, customer_id: str, now: datetime | None = None) -> dict[str, datetime]:
+    """`locked_objects` with keys relative to the customer's prefix: what `pruner.prune(locked=…)` takes."""
+    prefix = customer_prefix(customer_id)
+    return {key.removeprefix(prefix): until for key, until in locked_objects(store, customer_id, now).items()}
