@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from cloudbackup.backup import records
+from cloudbackup.backup.capacity import CapacityBasis
 from cloudbackup.backup.outcomes import CollectionError, CollectionErrorReason
 from cloudbackup.clock import utcnow
 from cloudbackup.console import reports
@@ -26,10 +27,13 @@ def test_last_run_per_customer_shows_the_latest_run_and_its_errors(engine: sa.En
     second = records.start_run(engine, "acme", "run-2")
     records.finish_run(engine, second, "acme", files=2, bytes_=20, stored_bytes=30,
                        errors=[CollectionError("/srv/a/b\x07.txt", CollectionErrorReason.NAME_POLICY,
-                                               "control character")])
+                                               "control character")],
+                       counted_bytes=20, capacity_basis=CapacityBasis.SOURCE_BYTES)
     columns, rows = reports.run(engine, "last_run_per_customer", {})
     (row,) = [dict(zip(columns, r, strict=True)) for r in rows]
     assert (row["customer_id"], row["status"], row["collection_error_count"]) == ("acme", "succeeded_with_errors", 1)
+    # Art. 6, 17(3): the contract figure and its basis, beside the operator's stored bytes (README).
+    assert (row["counted_bytes"], row["capacity_basis"], row["stored_bytes"]) == (20, "source_bytes", 30)
     columns, rows = reports.run(engine, "collection_errors_since", {"since": to_db_time(utcnow().replace(year=2000))})
     assert [dict(zip(columns, r, strict=True))["reason"] for r in rows] == ["name_policy"]
 
