@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from notices_support import record_capacity_event, record_run, suspended
 
 from cloudbackup.clock import utcnow
+from cloudbackup.edges.db import to_db_time
 from cloudbackup.notices import outbox, samples, sweep
 from cloudbackup.notices.kinds import DIGEST_PATHS
 from cloudbackup.registry.catalog import GB
@@ -79,6 +80,22 @@ def test_a_capacity_event_queues_usage_capacity_percentage_and_a_chart(engine: s
     assert "101.0 GB" in text and "100.0 GB" in text and "[####################]!" in text
     chart = [line for line in text.splitlines() if line.strip().startswith(("11/", "12/")) and "[" in line]
     assert [line.split()[0] for line in chart] == ["11/21", "11/22", "11/23", "11/24", "11/25"]
+
+
+def test_a_capacity_event_written_by_a_worker_before_0011_is_announced_as_stored_volume(engine: sa.Engine) -> None:
+    """A rolling upgrade: a worker still on the code before the contract figure records an event without it. That
+    code compared stored bytes, so the notice names 保存容量 and that figure (art. 17(3)), and the sweep does not
+    fail on the missing column values."""
+    customer = samples.sample_customer("ja", "cust-a")
+    with engine.begin() as conn:
+        run_id = record_run(conn, customer.id, "run-1", [], stored_bytes=85 * GB)
+        conn.execute(sa.text("INSERT INTO capacity_events (customer_id, backup_run_id, threshold_percent, "
+                             "stored_bytes, contract_capacity_bytes, recorded_at) VALUES (:c, :r, 80, :s, :cap, :t)"),
+                     {"c": customer.id, "r": run_id, "s": 85 * GB, "cap": 100 * GB, "t": to_db_time(utcnow())})
+        assert outbox.queue_run_notices(conn, customer, run_id) == 1
+    [row] = _notices(engine)
+    assert "保存容量が契約容量の80%を超えました（現在の使用率 85.0%）" in row.subject
+    assert "保存容量: 85.0 GB" in row.body_text and "過去の世代を含みます" in row.body_text
 
 
 def test_a_notice_is_never_built_from_another_customers_rows(engine: sa.Engine) -> None:

@@ -225,11 +225,13 @@ def capacity_notice(conn: Connection, customer: Customer, capacity_event_id: int
     quantity, and customers are told one.
     """
     event = conn.execute(sa.text("SELECT id, customer_id, backup_run_id, threshold_percent, counted_bytes, "
-                                 "capacity_basis, contract_capacity_bytes, recorded_at FROM capacity_events "
-                                 "WHERE id = :e"), {"e": capacity_event_id}).first()
+                                 "capacity_basis, stored_bytes, contract_capacity_bytes, recorded_at "
+                                 "FROM capacity_events WHERE id = :e"), {"e": capacity_event_id}).first()
     _own_row(event, customer, f"capacity event {capacity_event_id}")
     recorded_at = from_db_time(event.recorded_at)
-    basis = CapacityBasis(event.capacity_basis)
+    # A worker still on the code before 0011 (a rolling upgrade) writes no contract figure: it compared stored bytes.
+    basis = CapacityBasis(event.capacity_basis or CapacityBasis.STORED_BYTES)
+    counted = event.stored_bytes if event.counted_bytes is None else event.counted_bytes
     not_this_run = "AND id <> :run " if event.backup_run_id is not None else ""
     earlier = conn.execute(sa.text(
         "SELECT started_at, counted_bytes FROM backup_runs WHERE customer_id = :c AND counted_bytes IS NOT NULL "
@@ -237,8 +239,8 @@ def capacity_notice(conn: Connection, customer: Customer, capacity_event_id: int
         {"c": customer.id, "basis": basis, "t": to_db_time(recorded_at), "run": event.backup_run_id,
          "n": history_runs - 1}).all()
     history = [UsagePoint(from_db_time(r.started_at), int(r.counted_bytes)) for r in reversed(earlier)]
-    history.append(UsagePoint(recorded_at, int(event.counted_bytes)))
-    return CapacityNotice(int(event.threshold_percent), int(event.counted_bytes),
+    history.append(UsagePoint(recorded_at, int(counted)))
+    return CapacityNotice(int(event.threshold_percent), int(counted),
                           int(event.contract_capacity_bytes), recorded_at, tuple(history), basis)
 
 
