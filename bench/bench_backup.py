@@ -37,7 +37,7 @@ LARGE = (4, int(256 * MiB * SCALE))
 SMALL = (int(20_000 * SCALE), 8 * 1024, 20)
 UNCHANGED = (int(100_000 * SCALE), 1024, 100)
 HUGE = int(2048 * MiB * SCALE)
-TEXT = (int(2_000 * SCALE), 40)            # compressible text: files, folders (sizes 2 KiB - 2 MiB, ~100 MiB at 1)
+TEXT = (max(40, int(400 * SCALE)), 20)     # compressible text: files, folders (2 KiB - 2 MiB each, ~120 MiB at 1)
 
 
 def say(text: str) -> None:
