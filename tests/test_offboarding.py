@@ -21,6 +21,7 @@ from cloudbackup.backup.archiver import run_backup
 from cloudbackup.backup.checker import verify
 from cloudbackup.backup.format import customer_prefix
 from cloudbackup.backup.repository import list_snapshots
+from conftest import customer_yaml
 
 pytestmark = pytest.mark.servers
 
@@ -186,3 +187,30 @@ def test_purge_refuses_a_wrong_confirmation_and_a_running_backup(stack, engine) 
     assert offboarding.purge(engine, store, "off-held", "off-held", "tester").result == "complete"
     # The purge released its own lease: the next backup run may start.
     assert records.current_lease(engine, "off-held") is None
+
+
+def test_export_never_writes_among_the_customers_live_files_art_16(stack, tmp_path, registry_dir,
+                                                                   connect_service, capsys) -> None:
+    """On the customer's own server, an export folder inside a designated area is refused; outside, it goes."""
+    name = "off-live"
+    _write(stack.sshd.root / "srv" / name, {"台帳.txt": b"live data"})
+    store = fresh_store(stack)
+    run_backup(connector(stack.sshd), store, name, "run-1", [f"/srv/{name}"], [], options=SMALL_OPTIONS)
+    (registry_dir / "customers" / f"{name}.yaml").write_text(
+        customer_yaml(name, paths=[f"/srv/{name}"], conn_id="sftp_off_live"), encoding="utf-8")
+    connect_service({"conn_type": "sqlite", "host": str(tmp_path / "unused.db")}, ["sftp_off_live"],
+                    bucket=store.bucket)
+    assert cli.main(["customer", "export", "--customer", name, "--to", f"sftp:sftp_off_live:/srv/{name}/out"]) == 2
+    assert "designated areas" in capsys.readouterr().err
+    assert sorted(p.name for p in (stack.sshd.root / "srv" / name).iterdir()) == ["台帳.txt"]
+    assert cli.main(["customer", "export", "--customer", name, "--to", "sftp:sftp_off_live:/handover/off-live"]) == 0
+
+
+@pytest.mark.parametrize("name", ["plain 名前.txt", "back\\slash.txt", "new\nline.txt"])
+def test_sha256sums_lines_check_with_coreutils_even_for_odd_names(tmp_path, name: str) -> None:
+    """SHA256SUMS must be what `sha256sum -c` reads, also for a name with a backslash or a newline."""
+    (tmp_path / name).write_bytes(b"content")
+    line = offboarding._sums_line(hashlib.sha256(b"content").hexdigest(), name)
+    (tmp_path / "SUMS").write_text(line, encoding="utf-8")
+    checked = subprocess.run(["sha256sum", "--check", "--strict", "SUMS"], cwd=tmp_path, capture_output=True)
+    assert checked.returncode == 0, checked.stderr

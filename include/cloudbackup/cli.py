@@ -434,6 +434,7 @@ def _customer_export(args: argparse.Namespace) -> int:
     from cloudbackup.edges import connections
     from cloudbackup.edges.sftp import open_sftp
     from cloudbackup.registry.backup_settings import load_backup_settings
+    from cloudbackup.registry.customers import load_customer
 
     store = _customer_store()
     try:
@@ -441,8 +442,13 @@ def _customer_export(args: argparse.Namespace) -> int:
             conn_id, _, folder = args.to.removeprefix("sftp:").partition(":")
             if not conn_id or not folder:
                 raise offboarding.OffboardingRefused(f"--to {args.to!r}: use sftp:<connection id>:/folder")
+            # On the customer's own server, never among its live files (its file, if still in the registry).
+            found = settings.registry_dir() / "customers" / f"{args.customer}.yaml"
+            customer = load_customer(found) if found.is_file() else None
+            live = customer.sftp.paths if customer and customer.sftp.connection_id == conn_id else []
             session = open_sftp(connections.sftp_endpoint(conn_id), timeout=settings.sftp_timeout_seconds())
-            result = offboarding.export_sftp(store, args.customer, session, folder, latest_only=args.latest)
+            result = offboarding.export_sftp(store, args.customer, session, folder, latest_only=args.latest,
+                                             live_areas=live)
         else:
             threads = load_backup_settings(settings.registry_dir() / "backup.yaml").engine.restore_threads
             result = offboarding.export_local(store, args.customer, Path(args.to), latest_only=args.latest,

@@ -15,7 +15,8 @@ import logging
 import posixpath
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from cloudbackup.backup import locks, records
 from cloudbackup.backup import restorer as restoring
 from cloudbackup.backup.format import customer_prefix
 from cloudbackup.backup.repository import list_snapshots, load_manifest
+from cloudbackup.backup.runcontrol import inside_designated_areas
 from cloudbackup.clock import utcnow
 from cloudbackup.edges.db import from_db_time, insert_returning_id, to_db_time
 from cloudbackup.edges.s3 import ObjectStore
@@ -174,10 +176,15 @@ def export_local(store: ObjectStore, customer_id: str, folder: Path, latest_only
 
 
 def export_sftp(store: ObjectStore, customer_id: str, session: AbstractContextManager[SftpSession], folder: str,
-                latest_only: bool = False) -> ExportResult:
-    """Export onto an SFTP server below `folder` (one session), laid out as `export_local`."""
+                latest_only: bool = False, live_areas: Sequence[str] = ()) -> ExportResult:
+    """Export onto an SFTP server below `folder` (one session), laid out as `export_local`. `live_areas`: the
+    customer's designated areas when the server is the customer's own; a folder inside one is refused (art. 16:
+    the export must not write among, or over, the customer's live files)."""
     if not folder.startswith("/") or posixpath.normpath(folder) == "/":
         raise OffboardingRefused(f"export folder {folder!r}: give an absolute folder other than /")
+    if live_areas and inside_designated_areas(folder, list(live_areas)):
+        raise OffboardingRefused(f"export folder {folder!r} lies in the customer's designated areas {list(live_areas)} "
+                                 "(its live data): export to a folder outside them")
     snapshot_ids = chosen_snapshots(store, customer_id, latest_only)
     with session as sftp:
         return _export_into(store, customer_id, _Destination(sftp=sftp, root=posixpath.normpath(folder)),
@@ -188,6 +195,7 @@ def export_sftp(store: ObjectStore, customer_id: str, session: AbstractContextMa
 
 COMPLETE, PARTIAL, FAILED = "complete", "partial", "failed"
 _BATCH = 1000          # one S3 DeleteObjects request; the lease is renewed between batches
+_REASONS = 20          # remaining versions whose lock is spelled out in the report's detail
 
 
 @dataclass
@@ -211,7 +219,7 @@ class DeletionReport:
     keys_sha256: str                 # sha256 of the sorted "key<TAB>version<TAB>size\n" lines deleted
     detail: str = ""
     id: int | None = None
-    remaining: list[str] = field(default_factory=list)    # "key (version): why", not stored (detail has the first)
+    remaining: list[str] = field(default_factory=list)    # "key (version): why" of the first few; in detail too
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -290,25 +298,28 @@ def _purge(store: ObjectStore, customer_id: str, prefix: str, started: datetime,
     for batch in _batches(versions):
         refused.update(store.remove_versions([(k, v) for k, v, _, _ in batch], bypass_governance))
         renew()
-    gone = [(k, v, size, marker) for k, v, size, marker in versions
-            if (k, v) not in refused and (k, None if v in (None, "null") else v) not in refused]
     remaining = list(store.list_versions(prefix))      # the proof: what S3 still lists under the prefix
+    renew()
+    # Deleted is what was listed before and is not listed now (not merely what S3 did not refuse).
+    still = {(k, v) for k, v, _, _ in remaining}
+    gone = [(k, v, size, marker) for k, v, size, marker in versions if (k, v) not in still]
     now = utcnow()
-    until: datetime | None = None
+    held = [(k, v) for k, v, _, marker in remaining if not marker]
+    with ThreadPoolExecutor(8, thread_name_prefix="retention") as pool:
+        dates = dict(zip(held, pool.map(lambda kv: _retention(store, kv[0], kv[1]), held), strict=True))
+    renew()
+    until = max((d for d in dates.values() if d is not None and d > now), default=None)
     why: list[str] = []
-    for key, version, _size, marker in remaining:
+    for key, version, _size, marker in remaining[:_REASONS]:
+        # The first few are explained (retention, legal hold); the date above covers them all.
         reason = "delete marker" if marker else locks.version_lock(store, key, version, now)
-        if not marker:
-            found = _retention(store, key, version)
-            if found is not None and found > now:
-                until = max(until, found) if until else found
         code = refused.get((key, version))
         why.append(f"{key} ({version or 'null'}): {reason or (code[0] if code else 'still listed')}")
     result = COMPLETE if not remaining else PARTIAL
     detail = ("nothing left under " + prefix) if not remaining else (
         f"{len(remaining)} version(s) remain under {prefix}"
         + (f", locked until {until.isoformat()}: purge again after that date" if until else "")
-        + "; " + "; ".join(why[:20]) + (" …" if len(why) > 20 else ""))
+        + "; " + "; ".join(why) + (" …" if len(remaining) > len(why) else ""))
     return DeletionReport(
         customer_id, store.bucket, operator, via, started, utcnow(), result,
         objects_deleted=sum(1 for *_, marker in gone if not marker),
