@@ -214,3 +214,16 @@ def test_sha256sums_lines_check_with_coreutils_even_for_odd_names(tmp_path, name
     (tmp_path / "SUMS").write_text(line, encoding="utf-8")
     checked = subprocess.run(["sha256sum", "--check", "--strict", "SUMS"], cwd=tmp_path, capture_output=True)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_deletion_reports_are_an_ops_report_too(stack, engine) -> None:
+    """`cloudbackup reports run deletion_reports` (and the console's reports) list the recorded purges."""
+    from cloudbackup.console import reports
+
+    store = fresh_store(stack)
+    _backed_up(stack, store, "off-rep", {"r.txt": b"r" * 5000})
+    done = offboarding.purge(engine, store, "off-rep", "off-rep", "suzuki")
+    columns, rows = reports.run(engine, "deletion_reports", {})
+    row = dict(zip(columns, rows[-1], strict=True))
+    assert (row["customer_id"], row["result"], row["operator"]) == ("off-rep", "complete", "suzuki")
+    assert (row["objects_deleted"], row["bytes_deleted"]) == (done.objects_deleted, done.bytes_deleted) != (0, 0)
