@@ -61,7 +61,8 @@ def test_collection_errors_turn_one_task_red_inside_a_successful_run(
     run = _dag(f"backup_{customer_id.replace('-', '_')}").test(logical_date=datetime(2026, 11, 3, tzinfo=UTC))
 
     assert run.state == "success"
-    assert _states(run) == {"collect": "success", "collection_errors": "failed", "snapshot": "success"}
+    assert _states(run) == {"collect": "success", "collection_errors": "failed", "prune": "success",
+                            "snapshot": "success"}
     (row,) = _runs(engine, customer_id)
     assert (row.status, row.collection_error_count) == ("succeeded_with_errors", 1)
     with engine.connect() as conn:
@@ -75,6 +76,34 @@ def test_collection_errors_turn_one_task_red_inside_a_successful_run(
         notices = conn.execute(sa.text("SELECT kind, customer_id, body_text FROM notices")).all()
     assert [(n.kind, n.customer_id) for n in notices] == [("collection_errors", customer_id)]
     assert "bad\\x07name.txt" in notices[0].body_text
+
+
+def test_each_run_prunes_after_its_snapshot_and_a_failed_prune_is_a_red_square_in_a_green_run(
+        airflow_home, stack, registry_dir, database, engine, connect_service, monkeypatch, request) -> None:
+    """Issue 12: the `prune` task applies the retention after each snapshot (keep_last: 1 here, no grace); when
+    it fails, the snapshot is written and the run stays successful, with `prune` red (never a silent failure)."""
+    from cloudbackup.backup.repository import list_snapshots
+    from cloudbackup.edges import connections
+    from cloudbackup.edges.s3 import ObjectStore
+
+    customer_id = f"dag-prune-{request.node.callspec.id}"
+    _setup(stack, registry_dir, database, connect_service, customer_id, {b"a.txt": b"kept"},
+           extra="retention: {keep_last: 1}\n")
+    monkeypatch.setenv("CLOUDBACKUP_PRUNE_GRACE_HOURS", "0")
+    dag = _dag(f"backup_{customer_id.replace('-', '_')}")
+    first = dag.test(logical_date=datetime(2026, 11, 3, tzinfo=UTC))
+    second = dag.test(logical_date=datetime(2026, 11, 4, tzinfo=UTC))
+    assert first.state == second.state == "success"
+    assert _states(second) == {"collect": "success", "collection_errors": "success", "prune": "success",
+                               "snapshot": "success"}
+    store = ObjectStore(connections.s3_endpoint())
+    (kept,) = list_snapshots(store, customer_id)                   # the first run's snapshot was forgotten
+
+    monkeypatch.setenv("CLOUDBACKUP_PRUNE_REPACK_UNUSED", "2")     # a setting only prune reads, and wrong
+    third = dag.test(logical_date=datetime(2026, 11, 5, tzinfo=UTC))
+    assert third.state == "success"
+    assert _states(third)["prune"] == "failed" and _states(third)["snapshot"] == "success"
+    assert len(list_snapshots(store, customer_id)) == 2 and kept in list_snapshots(store, customer_id)
 
 
 def test_a_run_inside_a_maintenance_window_is_skipped_and_recorded(

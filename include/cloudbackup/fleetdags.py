@@ -78,12 +78,17 @@ Copies the areas this customer designated on its own server (terms art. 16) over
 * `collection_errors` — green: every listed file was collected. Red: **the snapshot was written, but
   some files were not collected** (refused names, permissions, files vanished or changed while read);
   its log and the `collection_errors` table list them (the customer is notified, art. 17(2)).
+* `prune` — after a snapshot: applies the plan's retention (or the customer's own) and frees what no kept
+  snapshot uses (`cloudbackup backup prune`). Red: the prune failed (S3 down, a manifest unreadable, the lease
+  held by another run); **the snapshot is written all the same**, nothing a kept snapshot needs was deleted
+  (a prune stopped anywhere is safe), and the next run's prune finishes the job. Retried like `collect`.
 * `snapshot` — the last task; it decides the run's colour (it carries the summary, and never fails itself).
 
-Why three tasks and not fewer: a run's colour is decided by its last tasks. With `collection_errors` last, a run
+Why these tasks and not fewer: a run's colour is decided by its last tasks. With `collection_errors` last, a run
 with collection errors would be a *failed* run, like a backup that wrote nothing; with one task, it would be either
 green (errors invisible) or red (a failed run). `snapshot` (trigger rule one_success) keeps such a run successful
 while `collection_errors` stays red, so clean / with collection errors / failed / skipped stay four distinct pictures.
+`prune` sits beside `collection_errors` for the same reason: a failed prune is a red square, never a failed backup.
 
 So a run with collection errors shows a **red `collection_errors` square inside a green (successful) run**:
 visibly different from a clean run, yet not a failed backup. A failed run (red `collect`) is red overall.
@@ -191,12 +196,25 @@ def backup_dag(customer: Customer, shard: int, tasks_module: str = TASKS_MODULE)
                     f"snapshot {summary['snapshot_id']} written, but {summary['collection_errors']} file(s) were "
                     "not collected (art. 17(2)); see the collect log and the collection_errors table")
 
+        @task(task_id="prune", execution_timeout=run_timeout)
+        def prune(summary: dict, run_id: str | None = None, ti=None) -> dict:  # noqa: ANN001
+            # After the snapshot, under the customer's lease (collect has released it). Not a leaf: a failure shows
+            # red here while the run stays green (see doc_md); the next run's prune picks up where this one stopped.
+            attempt = getattr(ti, "try_number", None) or 1
+            tasks = importlib.import_module(tasks_module)
+            try:
+                return tasks.prune(customer.id, run_key=f"{run_id or 'manual'}#prune#try{attempt}").summary()
+            except ValueError as exc:   # a setting or the registry is wrong: a retry would find it just as wrong
+                raise AirflowFailException(f"prune not run: {exc}") from exc
+
         @task(task_id="snapshot", trigger_rule=TriggerRule.ONE_SUCCESS, execution_timeout=SHORT_TASK_TIMEOUT)
         def snapshot(summary: dict) -> dict:
             return summary
 
         summary = collect()
-        collection_errors(summary) >> snapshot(summary)
+        last = snapshot(summary)
+        collection_errors(summary) >> last
+        prune(summary) >> last
     return dag
 
 
