@@ -178,10 +178,15 @@ class ObjectStore:
         returns the new version id."""
         from minio.retention import Retention
 
-        written = self.client.put_object(self.bucket, key, cast(BinaryIO, _Whole(data)), len(data),
-                                         part_size=max(MIN_PART_SIZE, len(data)),
-                                         metadata=metadata,  # type: ignore[arg-type]
-                                         retention=Retention(mode, until.astimezone(UTC)))
+        recorded = (metadata or {}).get(SHA256_METADATA)
+        _signing.known = (data, recorded) if recorded else None     # as put_bytes: no second sha256 of the body
+        try:
+            written = self.client.put_object(self.bucket, key, cast(BinaryIO, _Whole(data)), len(data),
+                                             part_size=max(MIN_PART_SIZE, len(data)),
+                                             metadata=metadata,  # type: ignore[arg-type]
+                                             retention=Retention(mode, until.astimezone(UTC)))
+        finally:
+            _signing.known = None
         return written.version_id
 
     def retain(self, key: str, until: datetime, mode: str = "COMPLIANCE", version_id: str | None = None) -> None:
