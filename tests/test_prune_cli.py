@@ -11,6 +11,7 @@ import os
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from backup_support import MiB, fresh_store, write_tree
 
 from cloudbackup import cli
@@ -57,6 +58,16 @@ def test_prune_dry_run_then_real_run_from_the_command_line(stack, registry_dir, 
     left = {k.removeprefix(customer_prefix(customer_id)) for k, _ in store.list_keys(customer_prefix(customer_id))}
     assert not left & set(doomed)
     assert verify(store, customer_id, second).ok
+    # Recorded (migration 0012): the prune's counts, and the forgotten snapshot marked; dry runs leave no row.
+    with engine.connect() as conn:
+        (row,) = conn.execute(sa.text("SELECT status, snapshots_before, snapshots_forgotten, objects_deleted, "
+                                      "bytes_freed FROM prune_runs WHERE customer_id = :c"), {"c": customer_id}).all()
+        marks = dict(conn.execute(sa.text("SELECT snapshot_id, forgotten_at FROM snapshots WHERE customer_id = :c"),
+                                  {"c": customer_id}).all())
+    assert (row.status, row.snapshots_before, row.snapshots_forgotten, row.objects_deleted) == (
+        "succeeded", 2, 1, len(doomed))
+    assert row.bytes_freed > 0 and f"; {row.bytes_freed} bytes freed;" in real[-1]
+    assert marks[first] is not None and marks[second] is None
 
     # A running backup holds the customer's lease: the prune waits, then refuses and deletes nothing.
     monkeypatch.setenv("CLOUDBACKUP_RUN_WAIT_SECONDS", "0")

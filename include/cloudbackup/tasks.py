@@ -416,7 +416,20 @@ def prune(customer_id: str, dry_run: bool = False, run_key: str | None = None): 
     store = ObjectStore(connections.s3_endpoint())
     if dry_run:
         return pruner.prune(store, customer.id, policy, options, dry_run=True)
+    from cloudbackup.backup import prunerecords
+
     run_key = run_key or f"prune-{utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
-    with _run_lease(connections.database(), customer.id, run_key):
-        # Keys under object lock could be given here (`locked=`); the server's refusals are reported either way.
-        return pruner.prune(store, customer.id, policy, options)
+    engine = connections.database()
+    with _run_lease(engine, customer.id, run_key):
+        prune_id = prunerecords.start_prune(engine, customer.id, run_key, policy.describe())
+        try:
+            # Keys under object lock could be given here (`locked=`); the server's refusals are reported either way.
+            report = pruner.prune(store, customer.id, policy, options)
+        except BaseException as exc:   # a kill by signal too: the record never stays running
+            try:
+                prunerecords.fail_prune(engine, prune_id, f"{type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - the database itself is down: the prune's own error matters more
+                log.exception("%s: could not record prune %s as failed", customer.id, run_key)
+            raise
+        prunerecords.finish_prune(engine, prune_id, report)
+        return report
