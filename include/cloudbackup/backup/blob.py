@@ -93,13 +93,14 @@ class DataKey:
         header = bytes((VERSION, flags)) + nonce
         return header + self.aead.encrypt(nonce, body, _aad(kind, self.customer_id, header))
 
-    def open(self, kind: bytes, blob: bytes | memoryview) -> bytes:
+    def open(self, kind: bytes, blob: bytes | bytearray | memoryview) -> bytes:
         """The plaintext of a sealed blob; BlobError when it is not one or its tag does not match."""
         if len(blob) < OVERHEAD or blob[0] != VERSION or blob[1] not in (RAW, ZSTD):
             raise BlobError("not a format-2 blob (bad header)")
         header = bytes(blob[:HEADER_SIZE])
         try:
-            body = self.aead.decrypt(header[2:], blob[HEADER_SIZE:], _aad(kind, self.customer_id, header))
+            # A view, not a slice: slicing bytes would copy the whole ciphertext once more.
+            body = self.aead.decrypt(header[2:], memoryview(blob)[HEADER_SIZE:], _aad(kind, self.customer_id, header))
         except InvalidTag:
             raise BlobError("authentication tag does not match: the blob is damaged or not this customer's") from None
         if header[1] == ZSTD:
@@ -110,7 +111,7 @@ class DataKey:
         return body
 
 
-def is_blob(data: bytes | memoryview) -> bool:
+def is_blob(data: bytes | bytearray | memoryview) -> bool:
     """Looks like a format-2 blob (the first byte); only for objects whose plaintext form cannot start so."""
     return len(data) >= OVERHEAD and data[0] == VERSION
 

@@ -206,9 +206,13 @@ class RepositoryWriter:
         zstd and AES-GCM release the GIL on large buffers), so the SFTP read goes on meanwhile.
         """
 
+        box = [data]     # the task's only reference: the plaintext is freed as soon as it is sealed, not after the PUT
+        del data
+
         def upload() -> tuple[str, int]:
+            chunk = box.pop()
             try:
-                relative = snap.data_key(self.data_key.chunk_name(hashlib.sha256(data).digest()))
+                relative = snap.data_key(self.data_key.chunk_name(hashlib.sha256(chunk).digest()))
                 mine: Future[int] | None = None
                 with self.lock:
                     size = self.data_keys.get(relative)
@@ -221,7 +225,8 @@ class RepositoryWriter:
                     return relative, other.result()
                 assert mine is not None
                 try:
-                    body = self.data_key.seal(blob.DATA, data)
+                    body = self.data_key.seal(blob.DATA, chunk)
+                    del chunk
                     self._put(relative, body, hashlib.sha256(body).hexdigest())
                 except BaseException as exc:
                     with self.lock:
