@@ -136,9 +136,10 @@ def test_purge_deletes_everything_and_records_the_report_art_19_3(stack, engine,
     the data is gone; another customer in the same bucket untouched (art. 33); a second purge reports zero."""
     store = fresh_store(stack)
     _backed_up(stack, store, "off-gone", {"a/請求書.pdf": os.urandom(90_000), "b.bin": os.urandom(2 * MiB + 3)})
-    _backed_up(stack, store, "off-stays", {"keep/台帳.xlsx": os.urandom(50_000)})
+    # Its id starts with the purged one's: only the prefix's trailing slash keeps it apart.
+    _backed_up(stack, store, "off-gone-2", {"keep/台帳.xlsx": os.urandom(50_000)})
     before = _versions(store, "off-gone")
-    other = sorted(store.list_keys(customer_prefix("off-stays")))
+    other = sorted(store.list_keys(customer_prefix("off-gone-2")))
     snapshots = list_snapshots(store, "off-gone")
     connect_service(database, [], bucket=store.bucket)
 
@@ -147,7 +148,7 @@ def test_purge_deletes_everything_and_records_the_report_art_19_3(stack, engine,
 
     assert code == 0
     assert _versions(store, "off-gone") == []
-    assert sorted(store.list_keys(customer_prefix("off-stays"))) == other and verify(store, "off-stays").ok
+    assert sorted(store.list_keys(customer_prefix("off-gone-2"))) == other and verify(store, "off-gone-2").ok
     [report] = offboarding.deletion_reports(engine, "off-gone")
     assert (report.result, report.operator, report.via) == ("complete", "yamada", "cli")
     assert report.objects_deleted == len(before) and report.bytes_deleted == sum(s for _, _, s, _ in before)
