@@ -10,7 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cloudbackup.backup.format import FileEntry
-from cloudbackup.backup.pruneplan import PruneSettings, StoredObject, plan_forget, plan_garbage, remap_files
+from cloudbackup.backup.pruneplan import (
+    PruneSettings,
+    StoredObject,
+    plan_forget,
+    plan_garbage,
+    remap_files,
+    settings_for,
+)
 from cloudbackup.backup.retention import RetentionPolicy
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -82,3 +89,13 @@ def test_mostly_unused_packs_are_repacked_into_new_packs_of_at_most_pack_target_
     assert [f.chunks for f in moved] == [(("packs/ne/new1", 0, 300),), (("packs/ne/new1", 300, 100),),
                                          (("packs/ne/new2", 0, 200),), (("packs/cc/c", 0, 600),),
                                          (("packs/dd/d", 0, 100),)]
+
+
+def test_a_plan_under_object_lock_is_pruned_by_deletes_only() -> None:
+    """Repacking a locked pack would copy kept bytes into an unlocked one and leave the old one (its delete is
+    refused): a plan with object_lock_days never repacks, whatever the threshold."""
+    objects = [StoredObject("packs/aa/a", 1000, OLD)]
+    kept = {"s1": [_file("/a", ("packs/aa/a", 0, 10))]}                       # 99 % unused
+    locked_plan = settings_for(timedelta(days=1), 0.5, 1000, object_lock_days=30)
+    assert plan_garbage(objects, kept, {}, NOW, locked_plan).repack == []
+    assert plan_garbage(objects, kept, {}, NOW, settings_for(timedelta(days=1), 0.5, 1000, 0)).repack == ["packs/aa/a"]

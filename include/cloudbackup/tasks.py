@@ -405,14 +405,13 @@ def prune(customer_id: str, dry_run: bool = False, run_key: str | None = None): 
     from datetime import timedelta
 
     from cloudbackup.backup import pruner
-    from cloudbackup.backup.pruneplan import PruneSettings
+    from cloudbackup.backup.pruneplan import settings_for
 
     customer = _customer(customer_id)
     plan = load_catalog(settings.catalog_path()).plan(customer.plan_in_use(tokyo_date(utcnow())))
     policy = plan.retention_policy(customer.retention)
-    options = PruneSettings(grace=timedelta(hours=settings.prune_grace_hours()),
-                            repack_unused=settings.prune_repack_unused(),
-                            pack_target=_backup_settings().engine.pack_target)
+    options = settings_for(timedelta(hours=settings.prune_grace_hours()), settings.prune_repack_unused(),
+                           _backup_settings().engine.pack_target, plan.object_lock_days)
     store = ObjectStore(connections.s3_endpoint())
     if dry_run:
         return pruner.prune(store, customer.id, policy, options, dry_run=True)

@@ -17,6 +17,7 @@ from cloudbackup.backup.retention import RetentionPolicy, apply_policy, snapshot
 DEFAULT_GRACE = timedelta(days=1)
 DEFAULT_REPACK_UNUSED = 0.5          # repack a pack once more than half of its bytes are used by no kept snapshot
 DEFAULT_PACK_TARGET = 16 * 1024 * 1024
+NEVER_REPACK = 1.0                   # no pack is ever more than 100 % unused
 
 Range = tuple[str, int, int]         # (object key relative to the customer's prefix, offset, length)
 
@@ -35,6 +36,12 @@ class PruneSettings:
     grace: timedelta = DEFAULT_GRACE                 # objects younger than this are never deleted
     repack_unused: float = DEFAULT_REPACK_UNUSED     # fraction of a pack's bytes unused above which it is repacked
     pack_target: int = DEFAULT_PACK_TARGET           # the size new packs are filled to
+
+
+def settings_for(grace: timedelta, repack_unused: float, pack_target: int, object_lock_days: int) -> PruneSettings:
+    """A plan's prune settings. Under object lock no pack is repacked: the kept bytes would move into a new,
+    unlocked pack and the old one could not be deleted anyway; its unused objects go once their locks end."""
+    return PruneSettings(grace, NEVER_REPACK if object_lock_days else repack_unused, pack_target)
 
 
 @dataclass(frozen=True)
