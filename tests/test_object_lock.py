@@ -165,6 +165,7 @@ def test_purge_of_a_locked_customer_is_partial_until_the_locks_end_art_19_3(stac
     assert {k for k, _ in _data_versions(store, "lk-purge")} == locked_keys
     assert first.objects_remaining == len(locked_keys) and first.objects_deleted == len(locked) - len(locked_keys)
     assert "COMPLIANCE retention until" in first.detail and until.isoformat() in first.detail
+    assert "legal hold" not in first.detail and "lock unknown" not in first.detail     # none was set
     [row] = offboarding.deletion_reports(engine, "lk-purge")
     assert (row.result, row.locked_until, row.objects_remaining) == ("partial", until, len(locked_keys))
 
@@ -235,3 +236,17 @@ def test_a_customer_on_a_locked_plan_is_backed_up_locked_through_the_cli(stack, 
     required = immutability.retain_until(datetime.fromisoformat(latest.header.started_at), 30)
     found = locks.current_locks(store, locks.snapshot_objects(store, customer_id, latest))
     assert len(found) > 3 and all(u is not None and u >= required for u in found.values()), found
+
+
+@pytest.mark.servers
+def test_a_legal_hold_keeps_its_object_and_the_report_says_so(stack, engine) -> None:
+    """A legal hold (no date) stops a purge too: `partial`, the hold named, no date; once lifted, complete."""
+    store = _locked_store(stack)
+    key = customer_prefix("lk-hold") + "data/ab/abcd"
+    store.put_bytes(key, b"held")
+    store.client.enable_object_legal_hold(store.bucket, key)
+    report = offboarding.purge(engine, store, "lk-hold", "lk-hold", "tester")
+    assert (report.result, report.locked_until, report.objects_remaining) == ("partial", None, 1)
+    assert "legal hold" in report.detail
+    store.client.disable_object_legal_hold(store.bucket, key)
+    assert offboarding.purge(engine, store, "lk-hold", "lk-hold", "tester").result == "complete"

@@ -210,7 +210,13 @@ class ObjectStore:
         return str(found.mode), found.retain_until_date.astimezone(UTC)
 
     def legal_hold(self, key: str, version_id: str | None = None) -> bool:
-        return bool(self.client.is_object_legal_hold_enabled(self.bucket, key, version_id=version_id))
+        """Whether a version is under legal hold (SeaweedFS answers NoSuchObjectLegalHold for one never held)."""
+        try:
+            return bool(self.client.is_object_legal_hold_enabled(self.bucket, key, version_id=version_id))
+        except S3Error as exc:
+            if exc.code in ("NoSuchObjectLegalHold", "NoSuchObjectLockConfiguration"):
+                return False
+            raise
 
     def list_versions(self, prefix: str) -> Iterator[tuple[str, str | None, int, bool]]:
         """Every version under `prefix`, delete markers included: (key, version id, size, is delete marker). On a
