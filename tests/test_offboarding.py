@@ -142,6 +142,8 @@ def test_purge_deletes_everything_and_records_the_report_art_19_3(stack, engine,
     other = sorted(store.list_keys(customer_prefix("off-gone-2")))
     snapshots = list_snapshots(store, "off-gone")
     connect_service(database, [], bucket=store.bucket)
+    assert cli.main(["customer", "purge", "--customer", "off-gone", "--confirm", "off-gone-2"]) == 2
+    assert _versions(store, "off-gone") == before
 
     code = cli.main(["customer", "purge", "--customer", "off-gone", "--confirm", "off-gone", "--operator", "yamada",
                      "--report-json", str(tmp_path / "report.json")])
