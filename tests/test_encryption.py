@@ -347,3 +347,20 @@ def test_a_put_with_its_recorded_sha256_is_not_hashed_again_for_the_signature(st
     store.put_bytes("customers/sig/b", body)
     assert [n for n in hashed if n == len(body)] == [len(body)]
     assert store.get_bytes("customers/sig/a") == store.get_bytes("customers/sig/b") == body
+
+
+def test_a_customer_purged_and_backed_up_again_in_one_process_gets_a_new_key_file(stack, tmp_path) -> None:
+    """The per-process key cache never outlives the key file: after every object of the customer is gone
+    (a purge), the next run in the same process writes a new key file, and another process restores."""
+    local, remote = _area(stack, "enc-again")
+    write_tree(local, {"a.txt": b"first life" * 100})
+    store = fresh_store(stack)
+    run_backup(connector(stack.sshd), store, "enc-again", "r1", [remote], [], options=SMALL_OPTIONS)
+    for key in _objects(store, "enc-again"):
+        store.remove(key)
+    assert _objects(store, "enc-again") == {}
+    run_backup(connector(stack.sshd), store, "enc-again", "r2", [remote], [], options=SMALL_OPTIONS)
+    assert [k for k in _objects(store, "enc-again") if "/keys/" in k] == ["customers/enc-again/keys/test-master-1.json"]
+    keys.forget()      # as a fresh process would start
+    restore(store, "enc-again", LocalTarget(tmp_path / "out"))
+    assert tree(tmp_path / "out" / "srv" / "enc-again") == {"a.txt": b"first life" * 100}

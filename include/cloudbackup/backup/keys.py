@@ -101,15 +101,19 @@ def _unwrap_any(store: ObjectStore, customer_id: str, files: list[str], masters:
 
 def data_key(store: ObjectStore, customer_id: str, create: bool = False) -> DataKey | None:
     """The customer's data key (cached per process); None for a customer without one (a format-1 repository)
-    unless `create`, which makes one only when the customer has no key file at all — never over an existing one."""
+    unless `create`, which makes one only when the customer has no key file at all — never over an existing one.
+
+    A writer (`create`) lists the key files every time (one LIST per run): a customer purged and backed up again
+    within one process gets a new key file, never objects sealed under a key whose file is gone.
+    """
     cached = _cache.get((store.bucket, customer_id))
-    if cached is not None:
+    if cached is not None and not create:
         return cached
     with _lock:
-        cached = _cache.get((store.bucket, customer_id))
-        if cached is not None:
-            return cached
         files = _key_files(store, customer_id)
+        cached = _cache.get((store.bucket, customer_id))
+        if files and cached is not None:
+            return cached
         if files:
             key = _unwrap_any(store, customer_id, files, connections.master_keys())
         elif not create:
