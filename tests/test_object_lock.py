@@ -159,6 +159,8 @@ def test_purge_of_a_locked_customer_is_partial_until_the_locks_end_art_19_3(stac
     locked = _data_versions(store, "lk-purge")
     locked_keys = {k for k, _ in store.list_keys(customer_prefix("lk-purge"))}
 
+    preview = offboarding.purge_preview(store, "lk-purge")
+    assert (preview["locked"], preview["locked_until"]) == (len(locked_keys), until.isoformat())
     first = offboarding.purge(engine, store, "lk-purge", "lk-purge", "tester")
 
     assert (first.result, first.locked_until) == ("partial", until)

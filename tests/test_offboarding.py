@@ -131,7 +131,7 @@ def _versions(store, customer_id: str) -> list[tuple[str, str | None, int, bool]
 
 
 def test_purge_deletes_everything_and_records_the_report_art_19_3(stack, engine, database, tmp_path,
-                                                                  connect_service) -> None:
+                                                                  connect_service, capsys) -> None:
     """Art. 19(3) deletion: zero objects left (LIST), one report row with the right count and bytes, kept after
     the data is gone; another customer in the same bucket untouched (art. 33); a second purge reports zero."""
     store = fresh_store(stack)
@@ -143,7 +143,12 @@ def test_purge_deletes_everything_and_records_the_report_art_19_3(stack, engine,
     snapshots = list_snapshots(store, "off-gone")
     connect_service(database, [], bucket=store.bucket)
     assert cli.main(["customer", "purge", "--customer", "off-gone", "--confirm", "off-gone-2"]) == 2
-    assert _versions(store, "off-gone") == before
+    assert cli.main(["customer", "purge", "--customer", "off-gone"]) == 2
+    capsys.readouterr()
+    assert cli.main(["customer", "purge", "--customer", "off-gone", "--dry-run"]) == 0
+    preview = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert (preview["objects"], preview["bytes"], preview["locked"]) == (len(before), sum(s for *_, s, _ in before), 0)
+    assert _versions(store, "off-gone") == before and offboarding.deletion_reports(engine, "off-gone") == []
 
     code = cli.main(["customer", "purge", "--customer", "off-gone", "--confirm", "off-gone", "--operator", "yamada",
                      "--report-json", str(tmp_path / "report.json")])

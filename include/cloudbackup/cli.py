@@ -474,6 +474,20 @@ def _customer_purge(args: argparse.Namespace) -> int:
     from cloudbackup.backup import offboarding
     from cloudbackup.edges import connections
 
+    if args.dry_run:
+        try:
+            preview = offboarding.purge_preview(_customer_store(), args.customer)
+        except offboarding.OffboardingRefused as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(preview, ensure_ascii=False))
+        print(f"dry run: a purge would delete {preview['objects']} object version(s), {preview['bytes']} bytes, of "
+              f"{preview['snapshot_count']} snapshot(s); {preview['locked']} locked"
+              + (f" until {preview['locked_until']}" if preview["locked_until"] else "") + "; nothing deleted")
+        return 0
+    if not args.confirm:
+        print("refused: --confirm ID is required (the customer id again); nothing deleted", file=sys.stderr)
+        return 2
     try:
         report = offboarding.purge(connections.database(), _customer_store(), args.customer, args.confirm,
                                    args.operator or getpass.getuser(), via="cli",
@@ -673,8 +687,10 @@ def _parser() -> argparse.ArgumentParser:
     cpurge = cust.add_parser("purge", help="delete every object of the customer (all versions), verify by LIST, "
                                            "record a deletion report (exit 1 when something remains, e.g. locked)")
     cpurge.add_argument("--customer", required=True)
-    cpurge.add_argument("--confirm", required=True, metavar="ID", help="the customer id again: nothing happens unless "
-                                                                       "the two are equal")
+    cpurge.add_argument("--confirm", metavar="ID", help="the customer id again: nothing happens unless the two are "
+                                                        "equal (required without --dry-run)")
+    cpurge.add_argument("--dry-run", action="store_true",
+                        help="print what would be deleted and what is locked until when; delete and record nothing")
     cpurge.add_argument("--operator", help="who purges, for the report (default: the OS user)")
     cpurge.add_argument("--report-json", metavar="FILE", help="also write the report as JSON")
     cpurge.add_argument("--bypass-governance", action="store_true",

@@ -285,6 +285,25 @@ def purge(engine: Engine, store: ObjectStore, customer_id: str, confirm: str, op
     return report
 
 
+def purge_preview(store: ObjectStore, customer_id: str, now: datetime | None = None) -> dict:
+    """What a purge would delete now, and what it could not (locks): nothing is deleted or recorded."""
+    if not re.fullmatch(CUSTOMER_ID, customer_id):
+        raise OffboardingRefused(f"{customer_id!r} is not a customer id")
+    now = now or utcnow()
+    snapshots = list_snapshots(store, customer_id)
+    versions = list(store.list_versions(customer_prefix(customer_id)))
+    data = [(k, v) for k, v, _, marker in versions if not marker]
+    with ThreadPoolExecutor(8, thread_name_prefix="retention") as pool:
+        dates = list(pool.map(lambda kv: _retention(store, kv[0], kv[1]), data))
+    locked = [d for d in dates if d is not None and d > now]
+    return {"customer_id": customer_id, "bucket": store.bucket, "objects": len(data),
+            "bytes": sum(size for _, _, size, marker in versions if not marker),
+            "markers": len(versions) - len(data), "locked": len(locked),
+            "locked_until": max(locked).isoformat() if locked else None, "snapshot_count": len(snapshots),
+            "first_snapshot_id": snapshots[0] if snapshots else None,
+            "last_snapshot_id": snapshots[-1] if snapshots else None}
+
+
 def _batches(items: list[tuple[str, str | None, int, bool]]) -> Iterator[list[tuple[str, str | None, int, bool]]]:
     for at in range(0, len(items), _BATCH):
         yield items[at:at + _BATCH]
