@@ -235,3 +235,31 @@ def test_the_deletion_reports_are_an_ops_report_too(stack, engine) -> None:
     row = dict(zip(columns, rows[-1], strict=True))
     assert (row["customer_id"], row["result"], row["operator"]) == ("off-rep", "complete", "suzuki")
     assert (row["objects_deleted"], row["bytes_deleted"]) == (done.objects_deleted, done.bytes_deleted) != (0, 0)
+
+
+def test_a_format_1_snapshot_exports_beside_format_2_ones_and_the_purge_takes_the_keys_too(stack, engine,
+                                                                                           tmp_path) -> None:
+    """Art. 19(3) on a repository written before format 2 and continued after it: the plaintext snapshot and the
+    sealed one both export byte-identical; the purge leaves nothing, the wrapped data key included."""
+    from test_encryption import _write_format_1  # the repository exactly as the code before format 2 wrote it
+
+    name = "off-v1"
+    local = stack.sshd.root / "srv" / name
+    old = {"帳簿.txt": "帳簿".encode() * 300, "big.bin": os.urandom(2 * MiB + 5)}
+    _write(local, old)
+    store = fresh_store(stack)
+    v1 = _write_format_1(store, name, local, f"/srv/{name}", old)
+    new = {**old, "帳簿.txt": "改訂".encode() * 400}
+    _write(local, {"帳簿.txt": new["帳簿.txt"]}, OLD + 60)
+    v2 = run_backup(connector(stack.sshd), store, name, "run-2", [f"/srv/{name}"], [], options=SMALL_OPTIONS)
+    assert list(store.list_keys(customer_prefix(name) + "keys/"))      # format 2 wrote the customer's key
+
+    result = offboarding.export_local(store, name, tmp_path / "export")
+    assert result.ok and [s["snapshot_id"] for s in result.snapshots] == [v1, v2.snapshot_id]
+    assert tree(tmp_path / "export" / v1 / "srv" / name) == old
+    assert tree(tmp_path / "export" / v2.snapshot_id / "srv" / name) == new
+    _check_manifest(tmp_path / "export", [v1, v2.snapshot_id], [old, new], name)
+
+    report = offboarding.purge(engine, store, name, name, "tester")
+    assert (report.result, report.snapshot_count) == ("complete", 2)
+    assert _versions(store, name) == [] and list(store.list_keys(customer_prefix(name) + "keys/")) == []
