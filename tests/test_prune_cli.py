@@ -74,3 +74,7 @@ def test_prune_dry_run_then_real_run_from_the_command_line(stack, registry_dir, 
     assert records.acquire_lease(engine, customer_id, "backup-in-progress", "test", timedelta(minutes=5)) is None
     assert cli.main(["backup", "prune", "--customer", customer_id]) == 3
     assert "another backup run is in progress" in capsys.readouterr().err
+    # A dry run takes no lease: it reads while the backup runs; --all goes through every customer in the registry.
+    assert cli.main(["backup", "prune", "--all", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{customer_id}: keep 1 last; 1 snapshot(s)") and out[-1].startswith("Would forget 0")
