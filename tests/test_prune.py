@@ -159,6 +159,49 @@ def test_a_prune_killed_at_any_step_leaves_every_snapshot_verifying_and_the_next
     assert tree(tmp_path / "out" / remote.lstrip("/")) == tree(stack.sshd.root / remote.lstrip("/"))
 
 
+_KILL_SCRIPT = """
+import os, sys
+from datetime import timedelta
+from cloudbackup.backup.pruneplan import PruneSettings
+from cloudbackup.backup.pruner import prune
+from cloudbackup.backup.retention import RetentionPolicy
+from cloudbackup.edges.connections import S3Endpoint
+from cloudbackup.edges.s3 import ObjectStore
+
+endpoint, access, secret, bucket, name, kill_at = sys.argv[1:]
+store = ObjectStore(S3Endpoint(endpoint, False, access, secret, bucket))
+
+def die(step):
+    if step == kill_at:
+        os._exit(137)          # no exception, no finally, no flush: the process is simply gone
+
+prune(store, name, RetentionPolicy(keep_last=1), PruneSettings(grace=timedelta(0)), step=die)
+sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("kill_at", ["delete-objects", "repack-rewrite"])
+def test_a_prune_process_killed_outright_leaves_every_snapshot_verifying(stack, tmp_path, kill_at: str) -> None:
+    """The same, with the prune in its own process ended by os._exit (as by SIGKILL): nothing runs after the
+    kill, and still every snapshot verifies and a second prune finishes the job."""
+    import subprocess
+    import sys
+
+    name = f"prune-exit-{kill_at}"
+    store, remote, kept = _history(stack, name, tmp_path)
+    third = list_snapshots(store, name)[-1]
+    done = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, f"127.0.0.1:{stack.s3.port}", stack.s3.access_key,
+                           stack.s3.secret_key, store.bucket, name, kill_at], capture_output=True, text=True)
+    assert done.returncode == 137, done.stderr
+    _every_snapshot_verifies(store, name)
+
+    prune(store, name, KEEP_LAST, NOW_GRACE)
+    assert list_snapshots(store, name) == [third] and _unused(store, name) == set()
+    _every_snapshot_verifies(store, name)
+    restore(store, name, LocalTarget(tmp_path / "out"))
+    assert tree(tmp_path / "out" / remote.lstrip("/")) == kept
+
+
 def test_dry_run_changes_nothing_and_reports_what_the_real_run_does(stack, tmp_path) -> None:
     name = "prune-dry"
     store, _remote, _kept = _history(stack, name, tmp_path)
