@@ -78,3 +78,15 @@ def test_prune_dry_run_then_real_run_from_the_command_line(stack, registry_dir, 
     assert cli.main(["backup", "prune", "--all", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{customer_id}: keep 1 last; 1 snapshot(s)") and out[-1].startswith("Would forget 0")
+
+    # A prune killed after forgetting a snapshot never recorded it: the next prune marks every recorded snapshot
+    # whose manifest is gone (here removed by hand, as the killed prune would have).
+    records.release_lease(engine, customer_id, "backup-in-progress")
+    assert cli.main(["backup", "run", "--customer", customer_id]) == 0
+    third = list_snapshots(store, customer_id)[-1]
+    store.remove(f"{customer_prefix(customer_id)}snapshots/{third}.json.gz")
+    assert cli.main(["backup", "prune", "--customer", customer_id]) == 0
+    with engine.connect() as conn:
+        marks = dict(conn.execute(sa.text("SELECT snapshot_id, forgotten_at FROM snapshots WHERE customer_id = :c"),
+                                  {"c": customer_id}).all())
+    assert marks[third] is not None and marks[second] is None

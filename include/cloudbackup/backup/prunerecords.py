@@ -34,10 +34,14 @@ def finish_prune(bind: Engine | Connection, prune_id: int, report: PruneReport) 
              "od": len(report.deleted_index) + len(report.deleted_objects), "pr": len(report.repacked),
              "oh": len(report.held), "bb": report.bytes_before, "bf": report.bytes_freed,
              "sec": json.dumps(report.seconds), "id": prune_id})
-        if report.forgotten:
-            conn.execute(sa.text("UPDATE snapshots SET forgotten_at = :t WHERE customer_id = :c AND snapshot_id = :s "
-                                 "AND forgotten_at IS NULL"),
-                         [{"t": now, "c": report.customer_id, "s": sid} for sid in report.forgotten])
+        # Every recorded snapshot no longer in the repository: this prune's, and those of an earlier prune that was
+        # killed before it could record them (the lease held, no snapshot appeared meanwhile).
+        recorded = conn.execute(sa.text("SELECT snapshot_id FROM snapshots WHERE customer_id = :c "
+                                        "AND forgotten_at IS NULL"), {"c": report.customer_id}).scalars().all()
+        gone = [sid for sid in recorded if sid not in report.kept]
+        if gone:
+            conn.execute(sa.text("UPDATE snapshots SET forgotten_at = :t WHERE customer_id = :c AND snapshot_id = :s"),
+                         [{"t": now, "c": report.customer_id, "s": sid} for sid in gone])
 
 
 def fail_prune(bind: Engine | Connection, prune_id: int, detail: str) -> None:

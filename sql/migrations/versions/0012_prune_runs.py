@@ -8,7 +8,7 @@ retention applied, when it started and ended, and its counts: snapshots before a
 packs repacked, objects kept under lock (`held`), bytes stored before and freed, and per-phase seconds (JSON).
 `status` is `succeeded` or `failed` (`detail` then says why; what it did before failing stays done, and is
 safe: docs/storage-format.md, "Prune"). `snapshots.forgotten_at` marks the recorded snapshots whose manifest a
-prune deleted (NULL while the snapshot exists).
+prune deleted, or found gone after an earlier prune was killed before recording (NULL while the snapshot exists).
 """
 
 from __future__ import annotations
