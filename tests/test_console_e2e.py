@@ -160,6 +160,9 @@ def console_server(tmp_path_factory: pytest.TempPathFactory, stack: devstack.Sta
         "AIRFLOW_CONN_CLOUDBACKUP_S3": json.dumps(s3),
         "CLOUDBACKUP_REGISTRY_DIR": str(registry),
         "CLOUDBACKUP_RESTORE_DIR": str(tmp / "restores"),
+        # The session's master key (conftest): the console reads format-2 manifests, the restore DAG their objects.
+        "CLOUDBACKUP_MASTER_KEY": os.environ["CLOUDBACKUP_MASTER_KEY"],
+        "CLOUDBACKUP_MASTER_KEY_ID": os.environ["CLOUDBACKUP_MASTER_KEY_ID"],
     })
     airflow = str(Path(sys.executable).with_name("airflow"))
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
