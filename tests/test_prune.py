@@ -292,3 +292,37 @@ def test_garbage_from_a_torn_read_is_freed(stack) -> None:
     assert stored_bytes(store, name) == before - garbage_bytes
     assert _unused(store, name) == set()
     _every_snapshot_verifies(store, name)
+
+
+def test_on_a_locked_bucket_the_locked_snapshot_is_kept_and_nothing_is_hidden(stack) -> None:
+    """Part C's object lock, on the real SeaweedFS: a plain DELETE of a locked object is not refused there, it
+    hides the object behind a delete marker. With the locks read first (`locks.locked_relative`), retention
+    keep_last=1 keeps the older, still locked snapshot ("locked until …"), deletes none of its objects, and
+    every snapshot still lists and verifies."""
+    import secrets
+
+    from cloudbackup.backup import locks
+    from cloudbackup.edges.connections import S3Endpoint
+    from cloudbackup.edges.s3 import ObjectStore
+
+    name = "prune-locked-bucket"
+    store = ObjectStore(S3Endpoint(f"127.0.0.1:{stack.s3.port}", False, stack.s3.access_key, stack.s3.secret_key,
+                                   "lk-" + secrets.token_hex(6)))
+    store.ensure_locked_bucket()
+    local = stack.sshd.root / "srv" / name
+    write_tree(local, {"a.txt": os.urandom(20 * KiB), "big.bin": os.urandom(2 * MiB + 3)})
+    run_backup(connector(stack.sshd), locks.for_run(store, lock_days=2), name, "r1", [f"/srv/{name}"], [],
+               options=SMALL_OPTIONS, now=lambda: _day(1))
+    (local / "big.bin").write_bytes(os.urandom(2 * MiB + 3))
+    run_backup(connector(stack.sshd), locks.for_run(store, lock_days=2), name, "r2", [f"/srv/{name}"], [],
+               options=SMALL_OPTIONS, now=lambda: _day(2))
+    first, second = list_snapshots(store, name)
+    before = sorted(k for k, _ in store.list_keys(snap.customer_prefix(name)))
+
+    report = prune(store, name, KEEP_LAST, NOW_GRACE, locked=locks.locked_relative(store, name))
+
+    assert report.forgotten == [] and report.kept[first][0].startswith("locked until ")
+    assert report.deleted_objects == [] and report.repacked == []
+    assert sorted(k for k, _ in store.list_keys(snap.customer_prefix(name))) == before
+    assert list_snapshots(store, name) == [first, second]
+    _every_snapshot_verifies(store, name)

@@ -413,8 +413,13 @@ def prune(customer_id: str, dry_run: bool = False, run_key: str | None = None): 
     options = settings_for(timedelta(hours=settings.prune_grace_hours()), settings.prune_repack_unused(),
                            _backup_settings().engine.pack_target, plan.object_lock_days)
     store = ObjectStore(connections.s3_endpoint())
+    # On a bucket with object lock (versioned), a plain DELETE of a locked object is not refused: it hides the
+    # object behind a delete marker. So the locks are read first and those keys are never deleted.
+    from cloudbackup.backup import locks
+
     if dry_run:
-        return pruner.prune(store, customer.id, policy, options, dry_run=True)
+        return pruner.prune(store, customer.id, policy, options, dry_run=True,
+                            locked=locks.locked_relative(store, customer.id))
     from cloudbackup.backup import prunerecords
 
     run_key = run_key or f"prune-{utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
@@ -422,8 +427,7 @@ def prune(customer_id: str, dry_run: bool = False, run_key: str | None = None): 
     with _run_lease(engine, customer.id, run_key):
         prune_id = prunerecords.start_prune(engine, customer.id, run_key, policy.describe())
         try:
-            # Keys under object lock could be given here (`locked=`); the server's refusals are reported either way.
-            report = pruner.prune(store, customer.id, policy, options)
+            report = pruner.prune(store, customer.id, policy, options, locked=locks.locked_relative(store, customer.id))
         except BaseException as exc:   # a kill by signal too: the record never stays running
             try:
                 prunerecords.fail_prune(engine, prune_id, f"{type(exc).__name__}: {exc}")
