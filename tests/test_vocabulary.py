@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cloudbackup.backup.capacity import CapacityBasis
 from cloudbackup.backup.outcomes import CollectionErrorReason, RunStatus, SkipReason
 from cloudbackup.notices import labels, samples
 from cloudbackup.notices.kinds import ErrorPath, digest
@@ -26,7 +27,9 @@ def test_every_value_of_every_shared_enum_has_a_label(group: str, language: str)
 
 def test_the_groups_are_the_enums_the_engine_and_the_registry_record() -> None:
     assert {"collection_error": CollectionErrorReason, "run_status": RunStatus,
-                             "skip": SkipReason, "suspension": SuspensionReason} == labels.GROUPS
+            "skip": SkipReason, "suspension": SuspensionReason,
+            # art. 17(3): the capacity notice names the contract figure and says what it measures
+            "capacity_basis": CapacityBasis, "capacity_basis_detail": CapacityBasis} == labels.GROUPS
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
