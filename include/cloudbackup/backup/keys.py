@@ -99,20 +99,23 @@ def _unwrap_any(store: ObjectStore, customer_id: str, files: list[str], masters:
         "previous master key. Nothing was read or written." + (f" ({'; '.join(problems)})" if problems else ""))
 
 
-def data_key(store: ObjectStore, customer_id: str, create: bool = False) -> DataKey | None:
+def data_key(store: ObjectStore, customer_id: str, create: bool = False, fresh: bool = False) -> DataKey | None:
     """The customer's data key (cached per process); None for a customer without one (a format-1 repository)
     unless `create`, which makes one only when the customer has no key file at all — never over an existing one.
 
-    A writer (`create`) lists the key files every time (one LIST per run): a customer purged and backed up again
-    within one process gets a new key file, never objects sealed under a key whose file is gone.
+    Writers pass `fresh` (or `create`): the key files are listed even when the key is cached (one LIST per run),
+    so a customer purged and backed up again within one process gets a new key file, never objects sealed under
+    a key whose file is gone.
     """
     cached = _cache.get((store.bucket, customer_id))
-    if cached is not None and not create:
+    if cached is not None and not (create or fresh):
         return cached
     with _lock:
         files = _key_files(store, customer_id)
+        if not files:
+            _cache.pop((store.bucket, customer_id), None)
         cached = _cache.get((store.bucket, customer_id))
-        if files and cached is not None:
+        if cached is not None:
             return cached
         if files:
             key = _unwrap_any(store, customer_id, files, connections.master_keys())

@@ -107,11 +107,10 @@ class RepositoryWriter:
     def __init__(self, store: ObjectStore, customer_id: str, options: EngineOptions,
                  data_key: blob.DataKey | None = None) -> None:
         self.store, self.customer_id, self.options = store, customer_id, options
-        # Made here on the first format-2 run; MasterKeyMissing (no master key) or KeyUnavailable (one that
-        # cannot unwrap the customer's key) stops the run before anything is written.
-        key = data_key or keys.data_key(store, customer_id, create=True)
-        assert key is not None
-        self.data_key: blob.DataKey = key
+        # KeyUnavailable (no configured master key unwraps the customer's key) stops the run here, before anything
+        # is written. A customer without a key file gets one with its first object (see `data_key`).
+        self._data_key = data_key or keys.data_key(store, customer_id, fresh=True)
+        self._key_lock = threading.Lock()
         self.bytes_uploaded = self.objects_uploaded = 0
         self.lock = threading.Lock()
         self.small: dict[str, tuple[str, int, int]] = {}   # sha256 → (pack key, offset, length)
@@ -126,6 +125,17 @@ class RepositoryWriter:
 
     def key(self, relative: str) -> str:
         return object_key(self.customer_id, relative)
+
+    @property
+    def data_key(self) -> blob.DataKey:
+        """The customer's data key; its key file is written just before the customer's first object, so a run
+        that stores nothing (an unreachable server, an empty area) leaves nothing behind either."""
+        if self._data_key is None:
+            with self._key_lock:
+                if self._data_key is None:
+                    self._data_key = keys.data_key(self.store, self.customer_id, create=True)
+        assert self._data_key is not None
+        return self._data_key
 
     def learn(self, entries: list[snap.FileEntry]) -> None:
         for e in entries:
