@@ -265,7 +265,7 @@ def run_backup(connect: Connect, store: ObjectStore, customer_id: str, run_key: 
     result = BackupResult()
     # The data key first: without a master key, or with one that cannot unwrap the customer's key, the run
     # stops here, before anything is read or written (docs/storage-format.md, "Losing the master key"). A
-    # customer without one gets it once the walk succeeded (an unreachable server leaves no object behind).
+    # customer without one gets it with its first stored object (an unreachable server leaves nothing behind).
     if keys.data_key(store, customer_id, fresh=True) is None:
         connections.master_keys()
 
