@@ -326,3 +326,43 @@ def test_on_a_locked_bucket_the_locked_snapshot_is_kept_and_nothing_is_hidden(st
     assert sorted(k for k, _ in store.list_keys(snap.customer_prefix(name))) == before
     assert list_snapshots(store, name) == [first, second]
     _every_snapshot_verifies(store, name)
+
+
+def test_on_a_versioned_bucket_the_hidden_versions_are_freed_too(stack, tmp_path) -> None:
+    """A versioned bucket (object lock turns versioning on) keeps a DELETE's bytes behind a delete marker: the
+    prune removes those hidden versions and the markers left with nothing behind them, so the space a customer's
+    old snapshots held is really freed (art. 17(3)); the kept snapshot still verifies and restores."""
+    import secrets
+
+    from minio.commonconfig import ENABLED
+    from minio.versioningconfig import VersioningConfig
+
+    from cloudbackup.edges.connections import S3Endpoint
+    from cloudbackup.edges.s3 import ObjectStore
+
+    name = "prune-versioned"
+    store = ObjectStore(S3Endpoint(f"127.0.0.1:{stack.s3.port}", False, stack.s3.access_key, stack.s3.secret_key,
+                                   "vs-" + secrets.token_hex(6)))
+    store.ensure_bucket()
+    store.client.set_bucket_versioning(store.bucket, VersioningConfig(ENABLED))
+    local = stack.sshd.root / "srv" / name
+    write_tree(local, {"a.txt": os.urandom(20 * KiB), "big.bin": os.urandom(2 * MiB + 3)})
+    for day in (1, 2):
+        (local / "big.bin").write_bytes(os.urandom(2 * MiB + 3))
+        run_backup(connector(stack.sshd), store, name, f"r{day}", [f"/srv/{name}"], [], options=SMALL_OPTIONS,
+                   now=lambda day=day: _day(day))
+    prefix = snap.customer_prefix(name)
+    hidden_before = [v for v in store.list_version_details(prefix) if not v[4]]
+    assert hidden_before, "the run's own index deletes already left hidden versions"
+
+    report = prune(store, name, KEEP_LAST, NOW_GRACE)
+
+    left = list(store.list_version_details(prefix))
+    assert [v for v in left if not v[4] or v[5]] == [], "no noncurrent version and no delete marker is left"
+    physical = sum(v[2] for v in left)
+    assert physical == stored_bytes(store, name)
+    assert report.old_versions > 0 and report.bytes_freed > 2 * MiB     # the first run's big.bin chunks at least
+    _every_snapshot_verifies(store, name)
+    out = tmp_path / "out"
+    assert restore(store, name, LocalTarget(out), sub_path=f"/srv/{name}").ok
+    assert tree(out / "srv" / name) == tree(local)

@@ -99,3 +99,25 @@ def test_a_plan_under_object_lock_is_pruned_by_deletes_only() -> None:
     locked_plan = settings_for(timedelta(days=1), 0.5, 1000, object_lock_days=30)
     assert plan_garbage(objects, kept, {}, NOW, locked_plan).repack == []
     assert plan_garbage(objects, kept, {}, NOW, settings_for(timedelta(days=1), 0.5, 1000, 0)).repack == ["packs/aa/a"]
+
+
+def test_hidden_versions_go_first_and_a_marker_only_once_nothing_stays_behind_it() -> None:
+    """On a versioned bucket a prune removes noncurrent versions older than the grace period, then the delete
+    markers with no version left behind them; a young hidden version keeps its marker (removing the marker would
+    bring the deleted object back), and keys/ is never touched."""
+    from cloudbackup.backup.pruneplan import StoredVersion, plan_versions
+
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    old, young = now - timedelta(days=3), now - timedelta(hours=1)
+    versions = [
+        StoredVersion("data/ab/old", "v1", 100, old, False, False),
+        StoredVersion("data/ab/old", "m1", 0, old, True, True),           # hidden by a prune's DELETE
+        StoredVersion("packs/cd/young", "v2", 50, young, False, False),
+        StoredVersion("packs/cd/young", "m2", 0, now, True, True),         # its version is inside the grace
+        StoredVersion("snapshots/s.json.gz", "v3", 10, old, False, False),
+        StoredVersion("snapshots/s.json.gz", "v4", 12, old, True, False),  # rewritten by a repack: kept
+        StoredVersion("keys/k.json", "v5", 5, old, False, False),           # a rotated key file: never a prune's
+    ]
+    plan = plan_versions(versions, now, timedelta(days=1))
+    assert [(v.key, v.version_id) for v in plan.noncurrent] == [("data/ab/old", "v1"), ("snapshots/s.json.gz", "v3")]
+    assert [(v.key, v.version_id) for v in plan.markers] == [("data/ab/old", "m1")]

@@ -188,3 +188,42 @@ def remap_files(files: Sequence[snap.FileEntry], remap: Mapping[Range, Range]) -
         chunks = tuple(remap.get(c, c) for c in entry.chunks)
         out.append(entry if chunks == entry.chunks else replace(entry, chunks=chunks))
     return out
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One version of an object on a versioned bucket (object lock turns versioning on); key relative to the prefix."""
+
+    key: str
+    version_id: str | None
+    size: int
+    modified: datetime | None
+    latest: bool
+    delete_marker: bool
+
+
+@dataclass(frozen=True)
+class VersionPlan:
+    noncurrent: list[StoredVersion]      # deleted first: no snapshot reads them (a reader gets the current version)
+    markers: list[StoredVersion]         # then the delete markers that hide nothing once those are gone
+
+
+def plan_versions(versions: Iterable[StoredVersion], now: datetime, grace: timedelta) -> VersionPlan:
+    """What a prune removes of the hidden history on a versioned bucket, where a DELETE only hides an object behind
+    a delete marker and its bytes stay stored: every noncurrent version older than the grace period, then each
+    latest delete marker with no other version left behind it. A marker is never removed while a version stays
+    behind it (that would bring a deleted manifest or object back); a refused (locked) version keeps its marker."""
+    by_key: dict[str, list[StoredVersion]] = {}
+    for v in versions:
+        if _prunable(v.key) or v.key.startswith((snap.SNAPSHOTS, snap.INDEX)):
+            by_key.setdefault(v.key, []).append(v)
+    noncurrent: list[StoredVersion] = []
+    markers: list[StoredVersion] = []
+    for vs in by_key.values():
+        old = [v for v in vs if not v.latest and (v.modified is None or now - v.modified >= grace)]
+        noncurrent += old
+        rest = [v for v in vs if v not in old]
+        if len(rest) == 1 and rest[0].latest and rest[0].delete_marker:
+            markers.append(rest[0])
+    return VersionPlan(sorted(noncurrent, key=lambda v: (v.key, v.version_id or "")),
+                       sorted(markers, key=lambda v: v.key))

@@ -24,7 +24,7 @@ from cloudbackup.edges.s3 import ObjectStore
 
 log = logging.getLogger(__name__)
 
-PHASES = ("list", "load", "plan", "forget", "delete", "repack")
+PHASES = ("list", "load", "plan", "forget", "delete", "repack", "versions")
 BATCH = 1000       # keys per DeleteObjects request (the S3 maximum)
 
 
@@ -49,6 +49,7 @@ class PruneReport:
     rewritten: list[str] = field(default_factory=list)              # manifests pointed at the new packs
     young: list[str] = field(default_factory=list)                  # unused, but inside the grace period
     held: dict[str, str] = field(default_factory=dict)              # key → "locked until …" / the refusal
+    old_versions: int = 0                                           # hidden versions and markers removed
     objects_before: int = 0
     bytes_before: int = 0
     bytes_freed: int = 0
@@ -60,7 +61,8 @@ class PruneReport:
                 "snapshots": self.snapshots, "kept": len(self.kept), "forgotten": len(self.forgotten),
                 "deleted_objects": len(self.deleted_index) + len(self.deleted_objects),
                 "repacked_packs": len(self.repacked), "new_packs": len(self.new_packs),
-                "held": len(self.held), "young": len(self.young), "bytes_before": self.bytes_before,
+                "held": len(self.held), "young": len(self.young), "old_versions": self.old_versions,
+                "bytes_before": self.bytes_before,
                 "bytes_freed": self.bytes_freed, "seconds": self.seconds}
 
     def lines(self) -> list[str]:
@@ -74,7 +76,10 @@ class PruneReport:
         out += [f"kept    {key}: {why}" for key, why in sorted(self.held.items())]
         out.append(f"{'Would forget' if self.dry_run else 'Forgot'} {len(self.forgotten)} snapshot(s), "
                    f"{delete} {len(self.deleted_index) + len(self.deleted_objects)} object(s), {repack} "
-                   f"{len(self.repacked)} pack(s) into {len(self.new_packs)}; {self.bytes_freed} bytes "
+                   f"{len(self.repacked)} pack(s) into {len(self.new_packs)}"
+                   + (f", {'would remove' if self.dry_run else 'removed'} {self.old_versions} hidden version(s) "
+                      "and delete marker(s)" if self.old_versions else "")
+                   + f"; {self.bytes_freed} bytes "
                    f"{'would be ' if self.dry_run else ''}freed; {len(self.young)} unused object(s) younger than "
                    "the grace period kept")
         return out
@@ -182,7 +187,8 @@ def prune(store: ObjectStore, customer_id: str, policy: RetentionPolicy, setting
         report.deleted_index, report.deleted_objects = garbage.delete_index, garbage.delete_objects
         report.repacked, report.new_packs, report.rewritten = (garbage.repack, [p.key for p in garbage.new_packs],
                                                                garbage.rewrite)
-        report.bytes_freed = freed_manifests + garbage.bytes_freed
+        report.bytes_freed = freed_manifests + garbage.bytes_freed + (
+            _versions(store, customer_id, now, settings, report, dry_run=True) or 0)
         return report
 
     # 2. Index files first, then the objects: an index naming a deleted object would let the next backup reuse
@@ -213,13 +219,45 @@ def prune(store: ObjectStore, customer_id: str, policy: RetentionPolicy, setting
     lap("repack")
 
     gone = [*report.deleted_index, *report.deleted_objects, *report.repacked]
-    report.bytes_freed = (freed_manifests + sum(sizes[k] for k in gone) - sum(p.size for p in garbage.new_packs)
-                          - _growth(store, customer_id, report.rewritten, sizes))
+    added = sum(p.size for p in garbage.new_packs) + _growth(store, customer_id, report.rewritten, sizes)
+    report.bytes_freed = freed_manifests + sum(sizes[k] for k in gone) - added
+    # 4. On a versioned bucket the deletes above only hid objects: their bytes are freed with their versions, here
+    #    (the ones just hidden and any hidden before), so that is what the prune freed.
+    hidden = _versions(store, customer_id, now, settings, report, dry_run=False)
+    if hidden is not None:
+        report.bytes_freed = hidden - added
+    step("versions")
+    lap("versions")
     log.info("%s: prune done: %d snapshot(s) forgotten, %d object(s) deleted, %d pack(s) repacked, %d bytes freed, "
              "%d kept under lock; seconds %s", customer_id, len(report.forgotten),
              len(report.deleted_index) + len(report.deleted_objects), len(report.repacked), report.bytes_freed,
              len(report.held), report.seconds)
     return report
+
+
+def _versions(store: ObjectStore, customer_id: str, now: datetime, settings: PruneSettings, report: PruneReport, *,
+              dry_run: bool) -> int | None:
+    """Remove the hidden history of a versioned bucket (`pruneplan.plan_versions`): the noncurrent versions, then
+    the delete markers with nothing left behind them; a refused (locked) version is reported and keeps its marker.
+    Returns the bytes of the versions removed (dry: of those already hidden); None on a bucket without versioning."""
+    if not store.versioned():
+        return None
+    prefix = customer_prefix(customer_id)
+    plan = pruneplan.plan_versions(
+        (pruneplan.StoredVersion(key[len(prefix):], vid, size, modified, latest, marker)
+         for key, vid, size, modified, latest, marker in store.list_version_details(prefix)), now, settings.grace)
+    if dry_run:
+        report.old_versions = len(plan.noncurrent) + len(plan.markers)
+        return sum(v.size for v in plan.noncurrent if not v.delete_marker)
+    refused = store.remove_versions((object_key(customer_id, v.key), v.version_id) for v in plan.noncurrent)
+    kept_keys = {key[len(prefix):] for key, _vid in refused}
+    for (key, vid), (code, message) in refused.items():
+        report.held[f"{key[len(prefix):]}@{vid}"] = f"hidden version kept: the server refused ({code}: {message})"
+    markers = [v for v in plan.markers if v.key not in kept_keys]
+    refused_markers = store.remove_versions((object_key(customer_id, v.key), v.version_id) for v in markers)
+    removed = [v for v in plan.noncurrent if (object_key(customer_id, v.key), v.version_id) not in refused]
+    report.old_versions = len(removed) + len(markers) - len(refused_markers)
+    return sum(v.size for v in removed if not v.delete_marker)
 
 
 def _growth(store: ObjectStore, customer_id: str, rewritten: Sequence[str], sizes: Mapping[str, int]) -> int:

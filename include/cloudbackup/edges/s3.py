@@ -233,3 +233,15 @@ class ObjectStore:
         for error in self.client.remove_objects(self.bucket, wanted, bypass_governance_mode=bypass_governance):
             refused[(error.name or "", error.version_id)] = (error.code or "", error.message or "")
         return refused
+
+    def versioned(self) -> bool:
+        """Whether the bucket keeps versions (versioning enabled or suspended; object lock turns it on): a plain
+        DELETE there only hides an object behind a delete marker, and the bytes stay."""
+        status = self.client.get_bucket_versioning(self.bucket).status
+        return status in ("Enabled", "Suspended")
+
+    def list_version_details(self, prefix: str) -> Iterator[tuple[str, str | None, int, datetime | None, bool, bool]]:
+        """Every version under `prefix`: (key, version id, size, last modified, is latest, is delete marker)."""
+        for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True, include_version=True):
+            yield (obj.object_name or "", obj.version_id, obj.size or 0, obj.last_modified,
+                   (obj.is_latest or "").lower() == "true", bool(obj.is_delete_marker))
