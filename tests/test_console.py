@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from cloudbackup.backup import records
 from cloudbackup.backup.capacity import CapacityBasis
 from cloudbackup.backup.outcomes import CollectionError, SkipReason
 from cloudbackup.backup.records import finish_run, record_skipped, start_run
@@ -175,6 +176,12 @@ def test_snapshots_for_restore_come_from_the_snapshots_table(registry_dir: Path,
                                      load_catalog(registry_dir / "catalog.yaml"), utcnow())
     assert [(s.snapshot_id, s.file_count, s.run_key) for s in detail.snapshots] == [
         ("20261102T000000Z-bbbb", 11, "scheduled__1"), ("20261101T000000Z-aaaa", 10, "scheduled__1")]
+
+    # A snapshot forgotten by retention (prune) or a purge is no longer offered: its manifest is gone.
+    assert records.mark_forgotten(engine, "delta", {"20261102T000000Z-bbbb"}) == 1
+    detail = console.customer_detail(engine, load_registry(registry_dir).get("delta"),
+                                     load_catalog(registry_dir / "catalog.yaml"), utcnow())
+    assert [s.snapshot_id for s in detail.snapshots] == ["20261102T000000Z-bbbb"]
 
 
 def test_finance_months_total_the_issued_invoices_and_the_csv_matches_the_billing_dags_file(

@@ -141,6 +141,9 @@ def test_purge_deletes_everything_and_records_the_report_art_19_3(stack, engine,
     before = _versions(store, "off-gone")
     other = sorted(store.list_keys(customer_prefix("off-gone-2")))
     snapshots = list_snapshots(store, "off-gone")
+    run_id = records.start_run(engine, "off-gone", "r-1")       # as the DAG records it
+    records.record_snapshot(engine, run_id, "off-gone", snapshots[0], "m", file_count=2, total_bytes=1,
+                            files_read=2, bytes_uploaded=1)
     connect_service(database, [], bucket=store.bucket)
     assert cli.main(["customer", "purge", "--customer", "off-gone", "--confirm", "off-gone-2"]) == 2
     assert cli.main(["customer", "purge", "--customer", "off-gone"]) == 2
@@ -166,6 +169,11 @@ def test_purge_deletes_everything_and_records_the_report_art_19_3(stack, engine,
                                     sorted(before, key=lambda t: (t[0], t[1] or "", t[2]))).encode()).hexdigest()
     assert report.keys_sha256 == digest
     assert json.loads((tmp_path / "report.json").read_text())["objects_deleted"] == len(before)
+    # The run and snapshot rows stay (history, billing), but the snapshot is marked forgotten: the console no
+    # longer lists or offers a snapshot whose data is gone.
+    with engine.connect() as conn:
+        forgotten = conn.execute(sa.text("SELECT forgotten_at FROM snapshots WHERE customer_id = 'off-gone'")).all()
+    assert len(forgotten) == 1 and forgotten[0].forgotten_at is not None
 
     assert cli.main(["customer", "purge", "--customer", "off-gone", "--confirm", "off-gone"]) == 0
     first, again = offboarding.deletion_reports(engine, "off-gone")

@@ -280,6 +280,9 @@ def purge(engine: Engine, store: ObjectStore, customer_id: str, confirm: str, op
     finally:
         records.release_lease(engine, customer_id, lease_key)
     record_report(engine, report)
+    # The run and snapshot rows stay (billing and the runs' history need them); what is gone is marked forgotten,
+    # so the console no longer lists or offers those snapshots.
+    records.mark_forgotten(engine, customer_id, set(list_snapshots(store, customer_id)))
     log.info("%s: purge %s by %s: %d objects (%d bytes) deleted, %d remaining", customer_id, report.result, operator,
              report.objects_deleted, report.bytes_deleted, report.objects_remaining)
     return report

@@ -7,6 +7,7 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from cloudbackup.backup import records
 from cloudbackup.backup.pruner import PruneReport
 from cloudbackup.clock import utcnow
 from cloudbackup.edges.db import insert_returning_id, to_db_time, transaction
@@ -36,12 +37,7 @@ def finish_prune(bind: Engine | Connection, prune_id: int, report: PruneReport) 
              "sec": json.dumps(report.seconds), "id": prune_id})
         # Every recorded snapshot no longer in the repository: this prune's, and those of an earlier prune that was
         # killed before it could record them (the lease held, no snapshot appeared meanwhile).
-        recorded = conn.execute(sa.text("SELECT snapshot_id FROM snapshots WHERE customer_id = :c "
-                                        "AND forgotten_at IS NULL"), {"c": report.customer_id}).scalars().all()
-        gone = [sid for sid in recorded if sid not in report.kept]
-        if gone:
-            conn.execute(sa.text("UPDATE snapshots SET forgotten_at = :t WHERE customer_id = :c AND snapshot_id = :s"),
-                         [{"t": now, "c": report.customer_id, "s": sid} for sid in gone])
+        records.mark_forgotten(conn, report.customer_id, set(report.kept))
 
 
 def fail_prune(bind: Engine | Connection, prune_id: int, detail: str) -> None:

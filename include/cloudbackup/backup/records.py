@@ -221,3 +221,18 @@ def sweep_dead_runs(bind: Engine, lease_ttl: timedelta, run_timeout: timedelta, 
         conn.execute(sa.text(f"DELETE FROM run_leases WHERE expires_at <= :now {where}"),
                      {"now": to_db_time(now), **params})
     return swept
+
+
+def mark_forgotten(bind: Engine | Connection, customer_id: str, present: set[str]) -> int:
+    """Mark every recorded snapshot of the customer not in `present` (the manifests still stored) as forgotten, so
+    the console neither lists nor offers what can no longer be restored (prune, purge). Returns how many."""
+    now = to_db_time(utcnow())
+    with transaction(bind) as conn:
+        recorded = conn.execute(sa.text("SELECT snapshot_id FROM snapshots WHERE customer_id = :c "
+                                        "AND forgotten_at IS NULL"), {"c": customer_id}).scalars().all()
+        gone = [sid for sid in recorded if sid not in present]
+        if gone:
+            conn.execute(sa.text("UPDATE snapshots SET forgotten_at = :t WHERE customer_id = :c AND snapshot_id = :s"),
+                         [{"t": now, "c": customer_id, "s": sid} for sid in gone])
+    return len(gone)
+

@@ -241,10 +241,14 @@ def create_app() -> FastAPI:
     def snapshot_page(customer_id: str, snapshot_id: str, lang: LangDep, user: GetUserDep, path: str = "/") -> str:
         _, engine, customer = customer_of(customer_id)
         with engine.connect() as conn:   # only snapshots the project recorded for this customer
-            known = conn.execute(sa.text("SELECT 1 FROM snapshots WHERE customer_id = :c AND snapshot_id = :s"),
+            known = conn.execute(sa.text("SELECT forgotten_at FROM snapshots "
+                                         "WHERE customer_id = :c AND snapshot_id = :s"),
                                  {"c": customer_id, "s": snapshot_id}).first()
         if known is None:
             raise HTTPException(404, f"no snapshot {snapshot_id!r} for {customer_id!r}")
+        if known.forgotten_at is not None:   # forgotten by a prune (retention) or a purge: its manifest is gone
+            raise HTTPException(410, f"snapshot {snapshot_id!r} of {customer_id!r} was forgotten by retention or a "
+                                     f"purge on {db.from_db_time(known.forgotten_at):%Y-%m-%d %H:%M} UTC")
         try:
             folder = browse.normalise(path)
         except ValueError as exc:

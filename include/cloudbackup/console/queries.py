@@ -412,7 +412,7 @@ def customer_detail(engine: Engine, customer: Customer, catalog: Catalog, now: d
         snapshots = [Snapshot(r.snapshot_id, from_db_time(r.created_at), int(r.file_count), int(r.total_bytes),
                               r.run_key) for r in conn.execute(sa.text(
             "SELECT s.snapshot_id, s.created_at, s.file_count, s.total_bytes, r.run_key FROM snapshots s "
-            "LEFT JOIN backup_runs r ON r.id = s.backup_run_id WHERE s.customer_id = :c "
+            "LEFT JOIN backup_runs r ON r.id = s.backup_run_id WHERE s.customer_id = :c AND s.forgotten_at IS NULL "
             "ORDER BY s.created_at DESC, s.id DESC LIMIT :n"), {**cid, "n": recent}).all()]
     notices = list_notices(engine, customer_id=customer.id, limit=20)
     last = runs[0] if runs else None
