@@ -87,3 +87,24 @@ def test_corrupted_stored_bytes_are_caught_by_verify_and_never_restored_in_place
 def test_restore_never_writes_outside_its_target(path: str) -> None:
     with pytest.raises(RestoreError):
         relative_target(path)
+
+
+def test_a_packs_files_are_fetched_in_runs_cut_at_the_span_limit_and_at_gaps() -> None:
+    """Small files of one pack come back by ranged GETs: in offset order, a run cut before it would span more than
+    SPAN_MAX bytes or skip more than SPAN_GAP (the end kept as the run grows: a pack holds thousands of files)."""
+    from cloudbackup.backup import format as snap
+    from cloudbackup.backup.restorer import SPAN_GAP, SPAN_MAX, _spans
+
+    def entry(offset: int, length: int) -> snap.FileEntry:
+        return snap.FileEntry(f"/f{offset}", length, 0, 0o644, "0" * 64, (("packs/aa/p", offset, length),))
+
+    dense = [entry(i * 8192, 8192) for i in range(5000)]                  # 40 MiB of neighbours, shuffled
+    runs = list(_spans(dense[::-1]))
+    assert [len(r) for r in runs] == [SPAN_MAX // 8192, 5000 - SPAN_MAX // 8192]
+    assert [e.chunks[0][1] for r in runs for e in r] == [i * 8192 for i in range(5000)]
+    # The gap counts from the furthest end so far (a big file's), not from the last file's: a small file shared
+    # inside the big one's range does not cut the run; a file past the allowed gap does.
+    big, inside = entry(0, 3 * MiB), entry(1 * MiB, 10)
+    near, far = entry(3 * MiB + SPAN_GAP, 10), entry(3 * MiB + 2 * SPAN_GAP + 11, 10)
+    assert [[e.path for e in r] for r in _spans([far, near, inside, big])] == [
+        [big.path, inside.path, near.path], [far.path]]

@@ -305,15 +305,16 @@ class SftpTarget:
 def _spans(entries: list[snap.FileEntry]) -> Iterator[list[snap.FileEntry]]:
     """A pack's files in offset order, cut into runs that one ranged GET fetches."""
     run: list[snap.FileEntry] = []
+    start = end = 0
     for e in sorted(entries, key=lambda e: e.chunks[0][1]):
         _, offset, length = e.chunks[0]
-        if run:
-            start = run[0].chunks[0][1]
-            end = max(r.chunks[0][1] + r.chunks[0][2] for r in run)
-            if offset + length - start > SPAN_MAX or offset - end > SPAN_GAP:
-                yield run
-                run = []
+        if run and (offset + length - start > SPAN_MAX or offset - end > SPAN_GAP):
+            yield run
+            run = []
+        if not run:
+            start = end = offset
         run.append(e)
+        end = max(end, offset + length)     # kept as it goes: a pack holds thousands of small files
     if run:
         yield run
 
