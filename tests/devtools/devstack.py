@@ -231,7 +231,11 @@ def start_s3(directory: Path) -> S3Server:
          f"-s3.config={directory / 'identities.json'}", f"-master.port={master}", f"-volume.port={volume}",
          f"-filer.port={filer}", f"-admin.port={admin}", "-admin.ui=false", "-ip=127.0.0.1",
          "-ip.bind=127.0.0.1", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
-         "-master.telemetry=false"],
+         "-master.telemetry=false",
+         # Every bucket is a collection that grows volumes of its own, and `mini` allows only free disk / 1 GiB
+         # volumes: the suite's few hundred test buckets used them all up (PUTs then fail with HTTP 500, "no free
+         # volumes left"). Volumes are sparse files, so a high count costs no disk.
+         "-volume.max=2000"],
         stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=directory, start_new_session=True)
     (directory / "data").mkdir(exist_ok=True)
 
