@@ -72,8 +72,18 @@ def pack_key(pack_id: str) -> str:
     return f"{PACKS}{pack_id[:2]}/{pack_id}"
 
 
+SNAPSHOT_SUFFIX = ".json.gz"
+
+
 def snapshot_key(snapshot_id: str) -> str:
-    return f"{SNAPSHOTS}{snapshot_id}.json.gz"
+    return f"{SNAPSHOTS}{snapshot_id}{SNAPSHOT_SUFFIX}"
+
+
+def snapshot_id_of(key: str) -> str | None:
+    """The snapshot id a key (relative to the customer's prefix) names, None for any other key."""
+    if key.startswith(SNAPSHOTS) and key.endswith(SNAPSHOT_SUFFIX):
+        return key[len(SNAPSHOTS):-len(SNAPSHOT_SUFFIX)]
+    return None
 
 
 def new_snapshot_id(now: datetime) -> str:

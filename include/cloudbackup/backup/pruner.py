@@ -91,9 +91,7 @@ def _listing(store: ObjectStore, customer_id: str) -> list[StoredObject]:
 
 
 def _snapshot_ids(objects: Iterable[StoredObject]) -> list[str]:
-    suffix = ".json.gz"
-    return sorted(o.key[len(snap.SNAPSHOTS):-len(suffix)] for o in objects
-                  if o.key.startswith(snap.SNAPSHOTS) and o.key.endswith(suffix))
+    return sorted(sid for o in objects if (sid := snap.snapshot_id_of(o.key)) is not None)
 
 
 def _load(store: ObjectStore, customer_id: str, snapshot_ids: Sequence[str],

@@ -21,15 +21,14 @@ from cloudbackup.edges.s3 import ObjectStore
 
 
 def latest_snapshot_id(store: ObjectStore, customer_id: str) -> str | None:
-    prefix = customer_prefix(customer_id) + snap.SNAPSHOTS
-    ids = [k[len(prefix):].removesuffix(".json.gz") for k, _ in store.list_keys(prefix) if k.endswith(".json.gz")]
-    return max(ids) if ids else None
+    ids = list_snapshots(store, customer_id)
+    return ids[-1] if ids else None
 
 
 def list_snapshots(store: ObjectStore, customer_id: str) -> list[str]:
-    prefix = customer_prefix(customer_id) + snap.SNAPSHOTS
-    return sorted(k[len(prefix):].removesuffix(".json.gz") for k, _ in store.list_keys(prefix)
-                  if k.endswith(".json.gz"))
+    prefix = customer_prefix(customer_id)
+    return sorted(sid for k, _ in store.list_keys(prefix + snap.SNAPSHOTS)
+                  if (sid := snap.snapshot_id_of(k[len(prefix):])) is not None)
 
 
 def load_manifest(store: ObjectStore, customer_id: str, snapshot_id: str | None = None) -> snap.Manifest | None:
