@@ -8,7 +8,7 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -191,20 +191,21 @@ class Collector:
     def _read(self, sftp: SftpSession, f: RemoteFile) -> snap.FileEntry:
         self._settle(f)
         if f.size <= self.options.small_file_max:
+            data = bytearray(f.size)
             with sftp.reader(f.path) as fh:
-                data = b"".join(self._pieces(fh, 0, f.size)) if f.size else b""
+                n = self._fill(fh, 0, data) if f.size else 0
                 self.observer.chunk_read(f, 0, f.size)
                 now = fh.stat()
-            if len(data) != f.size:
-                raise ChangedDuringRead(f"listed with {f.size} bytes, read {len(data)}")
+            if n != f.size:
+                raise ChangedDuringRead(f"listed with {f.size} bytes, read {n}")
             if now.size != f.size or now.mtime != f.mtime:
                 raise ChangedDuringRead(f"size/mtime changed from {f.size}/{f.mtime} to {now.size}/{now.mtime}")
             self.progress.add(1, f.size)
             return self.repo.add_small(f, data)
         return self._read_large(sftp, f)
 
-    def _pieces(self, fh: RemoteReader, offset: int, length: int) -> Iterator[bytes]:
-        return fh.read_range(offset, length, self.options.read_request, self.options.read_window)
+    def _fill(self, fh: RemoteReader, offset: int, buffer: bytearray) -> int:
+        return fh.read_into(offset, memoryview(buffer), self.options.read_request, self.options.read_window)
 
     def _read_large(self, sftp: SftpSession, f: RemoteFile) -> snap.FileEntry:
         digest = hashlib.sha256()
@@ -216,18 +217,16 @@ class Collector:
                 length = min(self.options.chunk_size, f.size - offset)
                 held = self.repo.budget.acquire(length)
                 try:
-                    pieces = []
-                    for piece in self._pieces(fh, offset, length):
-                        digest.update(piece)
-                        pieces.append(piece)
-                    data = b"".join(pieces)
-                    del pieces
+                    # Read straight into the chunk's own buffer (the SFTP edge copies each answer once, into it).
+                    data = bytearray(length)
+                    n = self._fill(fh, offset, data)
                 except BaseException:
                     self.repo.budget.release(held)
                     raise
-                if len(data) != length:
+                if n != length:
                     self.repo.budget.release(held)
-                    raise ChangedDuringRead(f"listed with {f.size} bytes, ended early at {offset + len(data)}")
+                    raise ChangedDuringRead(f"listed with {f.size} bytes, ended early at {offset + n}")
+                digest.update(data)
                 self.observer.chunk_read(f, offset, length)
                 uploads.append(self.repo.add_chunk(data, held))
                 del data

@@ -49,7 +49,7 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return d
 
 
-def maybe_compress(data: bytes | memoryview) -> tuple[int, bytes | memoryview]:
+def maybe_compress(data: bytes | bytearray | memoryview) -> tuple[int, bytes | bytearray | memoryview]:
     """(ZSTD, compressed) when compressing pays (≥ MIN_SAVING smaller), else (RAW, data) untouched."""
     n = len(data)
     if n < 64:
@@ -86,7 +86,7 @@ class DataKey:
         """The keyed name of a chunk: HMAC-SHA256(mac key, sha256(chunk)), so the store cannot confirm a known file."""
         return hmac.new(self.secret[32:], sha256_digest, hashlib.sha256).hexdigest()
 
-    def seal(self, kind: bytes, data: bytes | memoryview, compress: bool = True) -> bytes:
+    def seal(self, kind: bytes, data: bytes | bytearray | memoryview, compress: bool = True) -> bytes:
         """version ‖ flags ‖ nonce ‖ AES-256-GCM(ciphertext ‖ tag), the plaintext zstd'd first when that pays."""
         flags, body = maybe_compress(data) if compress else (RAW, data)
         nonce = os.urandom(NONCE_SIZE)

@@ -153,7 +153,7 @@ class RepositoryWriter:
             self.uploaded.add(relative)
 
     # -- small files: packs ------------------------------------------------------------------------------
-    def add_small(self, f: RemoteFile, data: bytes) -> snap.FileEntry:
+    def add_small(self, f: RemoteFile, data: bytes | bytearray) -> snap.FileEntry:
         sha = hashlib.sha256(data).hexdigest()
         sealed = None
         with self.lock:
@@ -207,7 +207,7 @@ class RepositoryWriter:
             self.index_keys.append(relative)
 
     # -- large files: content-addressed chunks -----------------------------------------------------------
-    def add_chunk(self, data: bytes, held: int) -> Future[tuple[str, int]]:
+    def add_chunk(self, data: bytes | bytearray, held: int) -> Future[tuple[str, int]]:
         """Queue one chunk of a large file; the future gives its key (relative) and stored size once it is stored
         or known.
 
