@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import secrets
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -364,3 +365,44 @@ def test_a_customer_purged_and_backed_up_again_in_one_process_gets_a_new_key_fil
     keys.forget()      # as a fresh process would start
     restore(store, "enc-again", LocalTarget(tmp_path / "out"))
     assert tree(tmp_path / "out" / "srv" / "enc-again") == {"a.txt": b"first life" * 100}
+
+
+def test_a_sealed_chunk_is_put_unsigned_without_a_body_hash_and_its_tag_is_its_check(stack, tmp_path,
+                                                                                      monkeypatch) -> None:
+    """A chunk is one sealed blob: its GCM tag authenticates every byte, so no sha256 of its body is computed,
+    neither for x-amz-meta-sha256 nor for the request's signature (UNSIGNED-PAYLOAD), and the run's sample and
+    verify check the tag instead. Packs and manifests keep their recorded sha256. A byte flipped in a chunk is
+    found by the next run's sample, which reads the file again, and the restore is byte-identical."""
+    from cloudbackup.edges import s3
+
+    hashed: list[int] = []
+    original = s3._minio_sha256_hash
+    monkeypatch.setattr(s3, "_minio_sha256_hash", lambda data: hashed.append(len(data or b"")) or original(data))
+    local, remote = _area(stack, "enc-unsigned")
+    files = {"big.bin": os.urandom(3 * MiB + 5), "memo.txt": b"memo " * 900}
+    write_tree(local, files)
+    store = fresh_store(stack)
+    run_backup(connector(stack.sshd), store, "enc-unsigned", "r1", [remote], [], options=SMALL_OPTIONS)
+    entries = load_manifest(store, "enc-unsigned").by_path()
+    chunks = [key for key, _, _ in entries[f"{remote}/big.bin"].chunks]
+    pack = entries[f"{remote}/memo.txt"].chunks[0][0]
+    assert len(chunks) == 4
+    stored = {store.client.stat_object(store.bucket, snap.object_key("enc-unsigned", c)).size for c in chunks}
+    assert not stored & set(hashed), "a chunk's body was hashed to sign its PUT"
+    for chunk in chunks:
+        assert "sha256" not in store.metadata(snap.object_key("enc-unsigned", chunk))
+    pack_body = store.get_bytes(snap.object_key("enc-unsigned", pack))
+    assert store.metadata(snap.object_key("enc-unsigned", pack))["sha256"] == hashlib.sha256(pack_body).hexdigest()
+
+    key = snap.object_key("enc-unsigned", chunks[2])
+    body = bytearray(store.get_bytes(key))
+    body[blob.HEADER_SIZE + 1000] ^= 0x40
+    store.put_bytes(key, bytes(body))                 # bit rot: nothing but the tag can tell
+    healing = run_backup(connector(stack.sshd), store, "enc-unsigned", "r2", [remote], [],
+                         options=replace(SMALL_OPTIONS, verify_sample_fraction=1.0))
+    assert [(d.key, d.reason) for d in healing.damage_found] == [(chunks[2], HASH_MISMATCH)]
+    assert "authentication tag" in healing.damage_found[0].detail
+    assert healing.healed == [chunks[2]] and f"{remote}/big.bin" in healing.read_paths
+    assert verify(store, "enc-unsigned").ok
+    restore(store, "enc-unsigned", LocalTarget(tmp_path / "out"))
+    assert tree(tmp_path / "out" / "srv" / "enc-unsigned") == files

@@ -145,8 +145,13 @@ class RepositoryWriter:
                 elif key.startswith(snap.DATA):
                     self.data_keys.setdefault(key, length)
 
-    def _put(self, relative: str, data: bytes, sha256: str) -> None:
-        self.store.put_bytes(self.key(relative), data, metadata={SHA256_META: sha256})
+    def _put(self, relative: str, data: bytes | bytearray, sha256: str | None) -> None:
+        """PUT one pack (with the sha256 of its body in its metadata) or one sealed chunk (sha256 None: its GCM tag
+        authenticates it, so its body is neither hashed nor signed; docs/storage-format.md)."""
+        if sha256 is None:
+            self.store.put_bytes(self.key(relative), data, unsigned_payload=True)
+        else:
+            self.store.put_bytes(self.key(relative), data, metadata={SHA256_META: sha256})
         with self.lock:
             self.bytes_uploaded += len(data)
             self.objects_uploaded += 1
@@ -236,7 +241,7 @@ class RepositoryWriter:
                 try:
                     body = self.data_key.seal(blob.DATA, chunk)
                     del chunk
-                    self._put(relative, body, hashlib.sha256(body).hexdigest())
+                    self._put(relative, body, None)
                 except BaseException as exc:
                     with self.lock:
                         self.sealing.pop(relative, None)

@@ -19,20 +19,22 @@ PART_SIZE = 16 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
 # The user metadata by which callers record the sha256 (hex) of the body they PUT.
 SHA256_METADATA = "x-amz-meta-sha256"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
 # Over plain HTTP minio signs the payload: it hashes every body once more (x-amz-content-sha256). A caller
 # that records the body's sha256 in the metadata has just computed it; the signature reuses it (one sha256
 # pass less per 8 MiB chunk). AWS and MinIO check it against the body [docs]; SeaweedFS 4.48 does not (tested),
-# so the value must be, as the callers make it, the sha256 of exactly these bytes.
+# so the value must be, as the callers make it, the sha256 of exactly these bytes. A sealed chunk, which its GCM
+# tag authenticates, is not hashed at all: `put_bytes(..., unsigned_payload=True)`.
 _signing = threading.local()
 _minio_sha256_hash = minio_api.sha256_hash
 
 
-def _sha256_hash(data: str | bytes | None) -> str:
+def _sha256_hash(data: str | bytes | bytearray | None) -> str:
     known = getattr(_signing, "known", None)
     if known is not None and data is known[0]:
         return known[1]
-    return _minio_sha256_hash(data)
+    return _minio_sha256_hash(cast(bytes | None, data))   # hashlib takes a bytearray too
 
 
 minio_api.sha256_hash = _sha256_hash
@@ -41,10 +43,10 @@ minio_api.sha256_hash = _sha256_hash
 class _Whole:
     """A reader handing out its buffer itself: io.BytesIO.read would copy every part once more."""
 
-    def __init__(self, data: bytes) -> None:
-        self.data: bytes | None = data
+    def __init__(self, data: bytes | bytearray) -> None:
+        self.data: bytes | bytearray | None = data
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1) -> bytes | bytearray:
         data, self.data = self.data, None
         if data is None:
             return b""
@@ -74,10 +76,16 @@ class ObjectStore:
         if not self.client.bucket_exists(self.bucket):
             self.client.make_bucket(self.bucket)
 
-    def put_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
-        """One PUT (no multipart) of a buffer the caller already holds, without copying it again."""
+    def put_bytes(self, key: str, data: bytes | bytearray, metadata: dict[str, str] | None = None, *,
+                  unsigned_payload: bool = False) -> None:
+        """One PUT (no multipart) of a buffer the caller already holds, without copying it again.
+
+        `unsigned_payload` signs the request without hashing the body (x-amz-content-sha256: UNSIGNED-PAYLOAD, what
+        minio itself sends over TLS): for bodies that carry their own authentication (a sealed blob's GCM tag, checked
+        by every read), so no sha256 pass over them is spent on the request.
+        """
         # minio only calls read() on the body; its metadata type (values str | list | tuple) rejects a dict[str, str].
-        recorded = (metadata or {}).get(SHA256_METADATA)
+        recorded = UNSIGNED_PAYLOAD if unsigned_payload else (metadata or {}).get(SHA256_METADATA)
         _signing.known = (data, recorded) if recorded else None
         try:
             self.client.put_object(self.bucket, key, cast(BinaryIO, _Whole(data)), len(data),
@@ -172,7 +180,7 @@ class ObjectStore:
             raise
         return True
 
-    def put_retained(self, key: str, data: bytes, until: datetime, mode: str = "COMPLIANCE",
+    def put_retained(self, key: str, data: bytes | bytearray, until: datetime, mode: str = "COMPLIANCE",
                      metadata: dict[str, str] | None = None) -> str | None:
         """`put_bytes` with an object-lock retention set in the same PUT (no moment where the version is unlocked);
         returns the new version id."""
