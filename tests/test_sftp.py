@@ -37,30 +37,42 @@ def _remote_file(stack: devstack.Stack, name: str, size: int) -> bytes:
     return data
 
 
-@pytest.mark.parametrize(("request_size", "window"), [(128 * 1024, 32), (32 * 1024, 3), (1024 * 1024, 8)])
+@pytest.mark.parametrize(("request_size", "window", "told"), [(128 * 1024, 32, True), (32 * 1024, 3, True),
+                                                              (1024 * 1024, 8, True), (1024 * 1024, 8, False)])
 def test_a_pipelined_read_returns_exactly_the_files_bytes(stack: devstack.Stack, request_size: int,
-                                                          window: int) -> None:
+                                                          window: int, told: bool) -> None:
     """Every byte of a large file, at odd offsets and lengths, as the server holds it. 1 MiB requests are more than
-    OpenSSH serves (255 KiB): its short answers restart the pipeline with that size, and the answers already on
-    their way are read and dropped, so the stream never falls out of step."""
+    OpenSSH serves (255 KiB): it says so (`limits@openssh.com`) and requests are cut to that. A server that does
+    not say (`told` False): its short answers restart the pipeline with their size, the answers already on their
+    way are read and dropped, so the stream never falls out of step, and the session keeps the smaller size."""
     data = _remote_file(stack, "pipelined.bin", 5 * 1024 * 1024 + 12_345)
     with connector(stack.sshd)() as sftp, sftp.reader("/pipelined.bin") as fh:
+        assert sftp.client.read_limit() == 255 * 1024          # OpenSSH 8.6+ (Debian 12: 9.2)
+        if not told:
+            sftp.client.learned_read_limit(0)
+        learned: list[int] = []
+        learn = sftp.client.learned_read_limit
+        sftp.client.learned_read_limit = lambda size: learned.append(size) or learn(size)  # type: ignore[method-assign]
         for offset, length in [(0, len(data)), (7, 3 * 1024 * 1024 + 1), (len(data) - 100, 100), (4096, 1)]:
             buffer = bytearray(length)
             assert fh.read_into(offset, memoryview(buffer), request_size, window) == length
             assert buffer == data[offset:offset + length]
         # The session is still in step: a plain paramiko request after the pipelined reads works.
         assert fh.stat().size == len(data)
+        assert sftp.client.read_limit() == 255 * 1024           # told, or learned from the short answers
+        assert learned == ([] if told else [255 * 1024])       # told: no request was ever larger
 
 
 def test_a_read_past_the_end_of_the_file_returns_what_there_is(stack: devstack.Stack) -> None:
     """A file that shrank after it was listed: fewer bytes than asked for (the archiver's changed_during_read)."""
     data = _remote_file(stack, "shrunk.bin", 300_000)
     with connector(stack.sshd)() as sftp, sftp.reader("/shrunk.bin") as fh:
+        sftp.client.learned_read_limit(0)
         buffer = bytearray(1024 * 1024)
         assert fh.read_into(0, memoryview(buffer), 64 * 1024, 8) == len(data)
         assert buffer[:len(data)] == data
         assert fh.read_into(len(data), memoryview(bytearray(10)), 64 * 1024, 8) == 0
+        assert sftp.client.read_limit() == 0       # the end of a file is not taken for a limit of the server
 
 
 def test_the_channel_buffer_hands_out_the_payloads_in_order_without_losing_a_byte() -> None:

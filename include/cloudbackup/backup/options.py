@@ -17,8 +17,10 @@ class EngineOptions:
     small_file_max: int = 1 * MiB        # files up to this size go into packs
     pack_target: int = 16 * MiB
     in_flight_bytes: int = 48 * MiB      # read but not yet stored: bounds memory whatever the file sizes
-    read_request: int = 128 * 1024       # bytes per SFTP read request
-    read_window: int = 32                # read requests in flight per file
+    # Bytes per SFTP read request, cut to what the server says it serves (OpenSSH: 255 KiB): fewer, larger requests
+    # cost sshd and the engine less CPU (bench_backup: 1 GiB in 4-6 % less time than with 128 KiB).
+    read_request: int = 255 * 1024
+    read_window: int = 16                # read requests in flight per file (4 MiB)
     progress_interval: float = 10.0
     # A file is read only once its mtime is this many seconds behind the worker's clock (SFTP mtimes are whole
     # seconds, plus 1 s for the worker's and the server's clocks to differ): a read that starts after the

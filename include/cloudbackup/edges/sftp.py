@@ -25,6 +25,8 @@ from paramiko.common import cMSG_CHANNEL_WINDOW_ADJUST
 from paramiko.sftp import (
     CMD_CLOSE,
     CMD_DATA,
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
     CMD_HANDLE,
     CMD_NAME,
     CMD_OPENDIR,
@@ -40,8 +42,8 @@ from cloudbackup.edges.connections import SftpEndpoint
 # paramiko's default 2 MiB window caps throughput; 64 MiB keeps the pipe full on loopback and LAN.
 WINDOW_SIZE = 64 * 1024 * 1024
 MAX_PACKET_SIZE = 64 * 1024   # OpenSSH sends up to this per SSH packet: fewer, larger packets cost less CPU
-READ_REQUEST = 128 * 1024     # OpenSSH serves up to 255 KiB per read; shorter answers are handled below
-READ_WINDOW = 64              # requests in flight per file: 8 MiB, enough to hide the loopback/LAN round trip
+READ_REQUEST = 255 * 1024     # OpenSSH serves up to 255 KiB per READ (it says so: limits@openssh.com)
+READ_WINDOW = 16              # requests in flight per file: 4 MiB, enough to hide the loopback/LAN round trip
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 KEEPALIVE = 15.0              # seconds between SSH keepalives (at most a third of the timeout): NATs keep the flow
 
@@ -297,6 +299,25 @@ class _BoundedSFTPClient(paramiko.SFTPClient):
     run fails as a lost connection instead of hanging.
     """
 
+    _read_limit: int | None = None      # the most the server sends per READ; 0 when it does not say
+
+    def read_limit(self) -> int:
+        """The server's largest READ answer, from OpenSSH's `limits@openssh.com` (OpenSSH 8.6+: 261,120 bytes), or
+        the size of a short answer seen earlier on this session; 0 while unknown. Asked once per session."""
+        if self._read_limit is None:
+            self._read_limit = 0
+            try:
+                t, msg = self._request(CMD_EXTENDED, "limits@openssh.com")  # type: ignore[attr-defined]
+                if t == CMD_EXTENDED_REPLY:
+                    msg.get_int64()                                     # max packet length
+                    self._read_limit = msg.get_int64()
+            except (OSError, EOFError, paramiko.SFTPError):
+                pass             # an older or other server: requests are cut to its size when its answers are short
+        return self._read_limit
+
+    def learned_read_limit(self, size: int) -> None:
+        self._read_limit = size
+
     def _silent(self, exc: BaseException) -> ConnectionLost:
         channel = self.get_channel()
         waited = channel.gettimeout() if channel is not None else None
@@ -494,11 +515,17 @@ def read_into(sftp: _BoundedSFTPClient, handle: bytes, offset: int, out: memoryv
 
     paramiko's own prefetch rescans its whole buffer for every 32 KiB piece (quadratic on big reads) and
     keeps everything that arrived until it is read; this keeps at most `window` × `request_size` in flight and
-    copies each answer once, into `out`. A short answer (a server with a smaller read limit) restarts the
-    pipeline with that size; an empty one is the end of the file, and the caller gets fewer bytes than it asked for.
+    copies each answer once, into `out`. Requests are no larger than the server's READ limit when it is known. A
+    short answer (a server with a smaller limit) restarts the pipeline with that size, which the session then
+    keeps when the data went on past it; an empty answer is the end of the file, and the caller gets fewer bytes
+    than it asked for.
     """
+    limit = sftp.read_limit()
+    if limit > 0:
+        request_size = min(request_size, limit)
     end = offset + len(out)
     position = offset
+    suspect = 0                                # a short answer's size: the server's limit, or the end of the file
     while position < end:
         pending: collections.deque[tuple[int, int, int]] = collections.deque()
         next_offset = position
@@ -512,11 +539,14 @@ def read_into(sftp: _BoundedSFTPClient, handle: bytes, offset: int, out: memoryv
                 sftp.read_answer_into(num, memoryview(bytearray(n)))
                 continue
             got = sftp.read_answer_into(num, out[at - offset:at - offset + n])
+            if got and suspect:
+                sftp.learned_read_limit(suspect)      # the file went on: it was the server's limit
+                suspect = 0
             if got < n:
                 short, eof = True, not got
                 if got:
                     position = at + got
-                    request_size = got
+                    request_size = suspect = got
                 continue
             position = at + n
             if next_offset < end:
